@@ -1,0 +1,234 @@
+"""The `genegate` command line: parse, call the library, print. No rules live here.
+
+Global options go before the command, as with git: `genegate --json synth --out cohort/`.
+Errors print one line on stderr and exit 2 (bad input) or 1 (failure); `--debug` shows the
+traceback. Exit codes follow SPEC.md: 0 done, 1 failure, 2 bad input, 3 denied by the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from typer._click.exceptions import NoArgsIsHelpError
+
+from deid import DeidError
+from flows.errors import NotBuilt, UsageProblem
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="genegate",
+    help="De-identify genomic data, prove it, encrypt it per partner and transfer it lawfully.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+keys_app = typer.Typer(help="Lab keys, partner recipients and their transfer bases.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify, list, export and report the signed transfer log.", no_args_is_help=True)
+policy_app = typer.Typer(help="Show and check de-identification policies.", no_args_is_help=True)
+law_app = typer.Typer(help="The versioned legal tables the transfer gate uses.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+app.add_typer(law_app, name="law")
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Global options, shared by every command through the click context."""
+
+    home: Path
+    json: bool
+    verbose: int
+    debug: bool
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    home: Annotated[
+        Path,
+        typer.Option(envvar="GENEGATE_HOME", help="Keystore and working state directory."),
+    ] = Path(".genegate"),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output where a command prints a result.")
+    ] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output.")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+) -> None:
+    """genegate: the lab's gate for sharing human genetic data."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Settings(home=home, json=json_output, verbose=verbose, debug=debug)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.command()
+def synth(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to create for the cohort.")],
+    samples: Annotated[int, typer.Option(help="Number of samples (at least 12).")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same cohort.")] = 1,
+    cram: Annotated[
+        bool, typer.Option("--cram", help="Write CRAM (reference embedded) instead of BAM.")
+    ] = False,
+    no_reads: Annotated[
+        bool,
+        typer.Option("--no-reads", help="Write only the VCF and the manifest (fast, for large cohorts)."),
+    ] = False,
+) -> None:
+    """Make a synthetic *identified* cohort: manifest, joint VCF, BAM/CRAM and FASTQ."""
+    from deid.synth import MIN_SAMPLES, CohortSpec, synthesize_cohort
+    from flows.synth_view import print_cohort_summary, synth_progress
+
+    settings = _settings(ctx)
+    if samples < MIN_SAMPLES:
+        raise UsageProblem(
+            f"--samples {samples}: a cohort needs at least {MIN_SAMPLES} to hold every edge case"
+        )
+    spec = CohortSpec(out=out_dir, samples=samples, seed=seed, reads=not no_reads, cram=cram)
+    with synth_progress(err, enabled=not settings.json) as progress:
+        summary = synthesize_cohort(spec, progress)
+    if settings.json:
+        out.print_json(json.dumps(summary.as_dict()))
+        return
+    print_cohort_summary(err, summary)
+    out.print(str(summary.out))
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", help="Demo working directory.")] = Path("demo-run"),
+    samples: Annotated[int, typer.Option(help="Cohort size.")] = 24,
+) -> None:
+    """Run every stage that exists, end to end, on a synthetic cohort. No network, no server."""
+    from deid.synth import CohortSpec, synthesize_cohort
+    from flows.synth_view import print_cohort_summary, synth_progress
+
+    settings = _settings(ctx)
+    marker = out_dir / ".genegate-demo"
+    if out_dir.exists():
+        if not marker.exists():
+            raise UsageProblem(f"{out_dir} exists and is not a genegate demo directory; pass --out NEW_DIR")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    marker.write_text("made by `genegate demo`; removed and rebuilt on the next run\n", encoding="utf-8")
+    err.print(f"[bold]1/1 synth[/bold]: synthetic identified cohort of {samples} samples")
+    with synth_progress(err, enabled=not settings.json) as progress:
+        cohort = synthesize_cohort(CohortSpec(out=out_dir / "cohort", samples=samples, seed=7), progress)
+    if settings.json:
+        out.print_json(json.dumps({"stages": {"synth": cohort.as_dict()}}))
+        return
+    print_cohort_summary(err, cohort)
+    err.print("Stages not built yet: deid, assess, keys, transfer, audit (see the open issues).")
+    out.print(str(out_dir))
+
+
+def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) -> None:
+    """Register a command that exists in the contract but not yet in the code."""
+
+    def command() -> None:
+        raise NotBuilt(name, issue)
+
+    command.__doc__ = f"{help_text} [not built yet: issue #{issue}]"
+    group.command(
+        name=name.rsplit(maxsplit=1)[-1],
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=True,
+    )(command)
+
+
+_not_built("deid", 4, "De-identify a manifest and its genomic files into a release.")
+_not_built("assess", 5, "Run the re-identification tests on a release; results to Parquet.")
+_not_built("transfer", 7, "Gate, encrypt, deliver and log a release for one recipient.")
+_not_built("encrypt", 3, "Encrypt a file with Crypt4GH for one or more recipients.")
+_not_built("decrypt", 3, "Decrypt a Crypt4GH file with the lab key.")
+_not_built("reencrypt", 3, "Re-key a Crypt4GH file by rewriting only its header.")
+_not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
+for _name, _help in (
+    ("init", "Create the lab's Crypt4GH key pair and log-signing key."),
+    ("add-recipient", "Register a partner institution and its public key."),
+    ("add-basis", "Record a transfer basis (SCC, DPF, IDTA, consent...) with its evidence."),
+    ("list", "List recipients with key fingerprints."),
+    ("show", "Show one recipient, or the lab key."),
+    ("revoke", "Revoke a recipient."),
+    ("rotate", "Add a new lab key; keep the old one for decryption."),
+):
+    _not_built(f"keys {_name}", 3, _help, keys_app)
+for _name, _help in (
+    ("verify", "Verify the hash chain and every signature of the transfer log."),
+    ("list", "List log entries."),
+    ("export", "Export the log to Parquet."),
+    ("report", "Write an HTML report of the log."),
+):
+    _not_built(f"audit {_name}", 7, _help, audit_app)
+_not_built("policy show", 4, "Print a built-in policy profile as TOML.", policy_app)
+_not_built("policy check", 4, "Validate a policy file.", policy_app)
+_not_built("law show", 6, "Print the legal tables with their versions.", law_app)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on argv and return the exit code (errors already printed)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="genegate", standalone_mode=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except typer.Abort:
+        err.print("genegate: aborted")
+        return 130
+    except NoArgsIsHelpError as exc:  # `genegate keys` alone: show that group's help
+        err.print(exc.format_message(), markup=False, highlight=False)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        message, code = _describe(exc)
+        if "--debug" in args:
+            traceback.print_exception(exc, file=sys.stderr)
+        err.print(
+            f"genegate: error: {' '.join(message.split())}", markup=False, highlight=False, soft_wrap=True
+        )
+        return code
+    return result if isinstance(result, int) else 0
+
+
+def _describe(exc: Exception) -> tuple[str, int]:
+    """The one-line message and exit code for an error; never the text of an unexpected one."""
+    if isinstance(exc, typer.TyperException):  # click's usage errors: unknown option, missing value
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        return exc.format_message() + hint, exc.exit_code
+    if isinstance(exc, DeidError | UsageProblem | NotBuilt):
+        return str(exc), EXIT_BAD_INPUT
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or type(exc).__name__}{where}", EXIT_FAILURE
+    # a bug: name its type only, since its message may hold data
+    return f"unexpected {type(exc).__name__}; rerun with --debug for the traceback", EXIT_FAILURE
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    sys.exit(run())
