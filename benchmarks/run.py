@@ -1,0 +1,35 @@
+"""`make bench`: run every benchmark module and print its markdown table.
+
+Results are also written to benchmarks/results/latest.md; the figures quoted in
+benchmarks/README.md come from such a run on the project's 2-core machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import bench_synth
+from benchmarks.harness import markdown
+
+MODULES = (bench_synth,)
+
+
+def main() -> None:
+    """Run the benchmarks and print/write the tables."""
+    parts = [f"# benchmark run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}\n"]
+    for module in MODULES:
+        title, rows = module.run()
+        parts.append(f"## {title}\n\n{markdown(rows)}\n")
+        print(parts[-1], flush=True)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.md").write_text("\n".join(parts), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
