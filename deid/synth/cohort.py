@@ -13,7 +13,7 @@ import secrets as token
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -133,7 +133,6 @@ class CohortSummary:
     edge_cases: dict[str, int]
     regions: dict[str, int]
     secrets: int
-    reads_per_sample: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view (no identifier values: counts and relative file names only)."""
@@ -158,19 +157,14 @@ def synthesize_cohort(spec: CohortSpec, progress: Progress | None = None) -> Coh
     work.mkdir(mode=0o700)
     try:
         summary = _build(spec, work, progress or no_progress)
-        os.replace(work, out)
+        try:
+            os.rename(work, out)
+        except OSError as exc:  # another process created `out` while we built (ENOTEMPTY / EEXIST)
+            raise OutputExists(str(out)) from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return CohortSummary(
-        out=out,
-        samples=summary.samples,
-        sites=summary.sites,
-        files=summary.files,
-        edge_cases=summary.edge_cases,
-        regions=summary.regions,
-        secrets=summary.secrets,
-    )
+    return summary
 
 
 def _build(spec: CohortSpec, work: Path, progress: Progress) -> CohortSummary:
@@ -215,13 +209,13 @@ def _build(spec: CohortSpec, work: Path, progress: Progress) -> CohortSummary:
         files += ["reference/GRCh38-synthetic.fa", "reference/GRCh38-synthetic.fa.fai"]
         for i, person in enumerate(people):
             progress("reads", i, len(people))
-            runs[person.sample_id] = _sequence(spec, person, i, targets, layouts, references, work, reference)
+            runs[person.sample_id] = _sequence(spec, person, i, targets, layouts, references, work)
             files += _read_files(person, spec.cram)
         progress("reads", len(people), len(people))
     _write_manifest(work / "manifest.csv", people, spec)
     secrets = _secrets(people, runs)
     _write_secrets(work / "secrets.tsv", secrets)
-    files += ["manifest.csv", "secrets.tsv"]
+    files += ["manifest.csv", "secrets.tsv", "cohort.json"]
     edge = Counter(e for p in people for e in p.edge_cases)
     regions = Counter(p.residence_region for p in people)
     summary = CohortSummary(
@@ -278,7 +272,6 @@ def _sequence(
     layouts: dict[str, HaplotypeLayout],
     references: dict[str, npt.NDArray[np.uint8]],
     work: Path,
-    reference: Path,
 ) -> RunInfo:
     rng = np.random.default_rng([spec.seed, 13, index])
     run = run_info(rng)
@@ -300,7 +293,6 @@ def _sequence(
             work / "reads" / f"{person.sample_id}_R1.fastq.gz",
             work / "reads" / f"{person.sample_id}_R2.fastq.gz",
         ),
-        reference,
         spec.cram,
     )
     return run

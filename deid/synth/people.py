@@ -221,8 +221,17 @@ def _person(
             collection + dt.timedelta(days=int(rng.integers(200, 700))) if edge == "revoked" else None
         ),
         guardian_consent=(edge == "minor_with_guardian_consent") if minor else None,
-        edge_cases=(edge,) if edge else (),
+        edge_cases=_edge_cases(edge, zip_code),
     )
+
+
+def _edge_cases(edge: str, zip_code: str) -> tuple[str, ...]:
+    """The slot's edge case, plus restricted_zip for anyone whose ZIP prefix is restricted."""
+    cases = [edge] if edge else []
+    restricted = {z[:3] for zips in RESTRICTED_ZIPS.values() for z in zips}
+    if zip_code[:3] in restricted and "restricted_zip" not in cases:
+        cases.append("restricted_zip")
+    return tuple(cases)
 
 
 def _name(fake: Faker, locale: str, male: bool) -> tuple[str, str]:

@@ -263,7 +263,6 @@ class ReadWriter:
         work: Path,
         alignment: Path,
         fastqs: tuple[Path, Path],
-        reference: Path,
         cram: bool,
     ) -> None:
         """Write the FASTQ pair (gzip, in sequencing order) and the indexed BAM or CRAM."""
@@ -274,11 +273,12 @@ class ReadWriter:
                 gz.write("".join(reads[i] for i in order).encode("ascii"))
         sam = work / f"{alignment.name}.sam"
         sam.write_text(header + "\n".join(self.sam) + "\n", encoding="utf-8")
-        args = ["--no-PG", "-@", "2", "-o", str(alignment)]
-        if cram:
-            args = ["-C", "-T", str(reference), "--output-fmt-option", "embed_ref=1", *args]
-        else:
-            args = ["-b", *args]
+        # BAM: htslib threads. CRAM: single-threaded (threaded codec trials pick methods in a racy
+        # order, so bytes would differ run to run) with embed_ref=2, a reference embedded from the
+        # reads; not -T, which makes htslib rewrite every @SQ UR to the FASTA's path in the hidden
+        # build directory, a path that no longer exists and differs run to run.
+        fmt = ["-C", "--output-fmt-option", "embed_ref=2"] if cram else ["-b", "-@", "2"]
+        args = [*fmt, "--no-PG", "-o", str(alignment)]
         pysam.samtools.view(*args, str(sam), catch_stdout=False)
         pysam.samtools.index(str(alignment), catch_stdout=False)
         sam.unlink()
