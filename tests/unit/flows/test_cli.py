@@ -61,7 +61,9 @@ def test_unknown_option_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -
 def test_missing_required_option(capsys: pytest.CaptureFixture[str]) -> None:
     """`genegate synth` without --out names the missing option."""
     assert 2 == run(["synth"])
-    assert "genegate: error: Missing option '--out'. (see `genegate synth --help`)\n" == capsys.readouterr().err
+    assert (
+        "genegate: error: Missing option '--out'. (see `genegate synth --help`)\n" == capsys.readouterr().err
+    )
 
 
 def test_too_few_samples_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
