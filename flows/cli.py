@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from typer._click.exceptions import NoArgsIsHelpError
 
 from deid import DeidError
+from flows.cli_crypt import register_crypt_commands
+from flows.cli_keys import keys_app
+from flows.console import Settings, err, out, settings
 from flows.errors import NotBuilt, UsageProblem
+from keys import KeyStoreError
+from transfer import TransferError
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -35,27 +37,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-keys_app = typer.Typer(help="Lab keys, partner recipients and their transfer bases.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify, list, export and report the signed transfer log.", no_args_is_help=True)
 policy_app = typer.Typer(help="Show and check de-identification policies.", no_args_is_help=True)
 law_app = typer.Typer(help="The versioned legal tables the transfer gate uses.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+register_crypt_commands(app)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(law_app, name="law")
-
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Global options, shared by every command through the click context."""
-
-    home: Path
-    json: bool
-    verbose: int
-    debug: bool
 
 
 @app.callback()
@@ -77,12 +66,6 @@ def _global(
     ctx.obj = Settings(home=home, json=json_output, verbose=verbose, debug=debug)
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
 @app.command()
 def synth(
     ctx: typer.Context,
@@ -101,15 +84,15 @@ def synth(
     from deid.synth import MIN_SAMPLES, CohortSpec, synthesize_cohort
     from flows.synth_view import print_cohort_summary, synth_progress
 
-    settings = _settings(ctx)
+    opts = settings(ctx)
     if samples < MIN_SAMPLES:
         raise UsageProblem(
             f"--samples {samples}: a cohort needs at least {MIN_SAMPLES} to hold every edge case"
         )
     spec = CohortSpec(out=out_dir, samples=samples, seed=seed, reads=not no_reads, cram=cram)
-    with synth_progress(err, enabled=not settings.json) as progress:
+    with synth_progress(err, enabled=not opts.json) as progress:
         summary = synthesize_cohort(spec, progress)
-    if settings.json:
+    if opts.json:
         out.print_json(json.dumps(summary.as_dict()))
         return
     print_cohort_summary(err, summary)
@@ -123,25 +106,23 @@ def demo(
     samples: Annotated[int, typer.Option(help="Cohort size.")] = 24,
 ) -> None:
     """Run every stage that exists, end to end, on a synthetic cohort. No network, no server."""
-    from deid.synth import CohortSpec, synthesize_cohort
+    from flows.demo import prepare, run_demo
     from flows.synth_view import print_cohort_summary, synth_progress
 
-    settings = _settings(ctx)
-    marker = out_dir / ".genegate-demo"
-    if out_dir.exists():
-        if not marker.exists():
-            raise UsageProblem(f"{out_dir} exists and is not a genegate demo directory; pass --out NEW_DIR")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    marker.write_text("made by `genegate demo`; removed and rebuilt on the next run\n", encoding="utf-8")
-    err.print(f"[bold]1/1 synth[/bold]: synthetic identified cohort of {samples} samples")
-    with synth_progress(err, enabled=not settings.json) as progress:
-        cohort = synthesize_cohort(CohortSpec(out=out_dir / "cohort", samples=samples, seed=7), progress)
-    if settings.json:
-        out.print_json(json.dumps({"stages": {"synth": cohort.as_dict()}}))
+    opts = settings(ctx)
+    try:
+        prepare(out_dir)
+    except FileExistsError as exc:
+        raise UsageProblem(str(exc)) from None
+    with synth_progress(err, enabled=not opts.json) as progress:
+        report = run_demo(out_dir, samples, progress, lambda line: err.print(f"[bold]{line}[/bold]"))
+    if opts.json:
+        out.print_json(json.dumps({"out": str(out_dir), "stages": report.stages}, default=str))
         return
-    print_cohort_summary(err, cohort)
-    err.print("Stages not built yet: deid, assess, keys, transfer, audit (see the open issues).")
+    if report.cohort is not None:
+        print_cohort_summary(err, report.cohort)
+    for line in report.lines:
+        err.print(line, markup=False)
     out.print(str(out_dir))
 
 
@@ -162,20 +143,7 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
 _not_built("deid", 4, "De-identify a manifest and its genomic files into a release.")
 _not_built("assess", 5, "Run the re-identification tests on a release; results to Parquet.")
 _not_built("transfer", 7, "Gate, encrypt, deliver and log a release for one recipient.")
-_not_built("encrypt", 3, "Encrypt a file with Crypt4GH for one or more recipients.")
-_not_built("decrypt", 3, "Decrypt a Crypt4GH file with the lab key.")
-_not_built("reencrypt", 3, "Re-key a Crypt4GH file by rewriting only its header.")
 _not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
-for _name, _help in (
-    ("init", "Create the lab's Crypt4GH key pair and log-signing key."),
-    ("add-recipient", "Register a partner institution and its public key."),
-    ("add-basis", "Record a transfer basis (SCC, DPF, IDTA, consent...) with its evidence."),
-    ("list", "List recipients with key fingerprints."),
-    ("show", "Show one recipient, or the lab key."),
-    ("revoke", "Revoke a recipient."),
-    ("rotate", "Add a new lab key; keep the old one for decryption."),
-):
-    _not_built(f"keys {_name}", 3, _help, keys_app)
 for _name, _help in (
     ("verify", "Verify the hash chain and every signature of the transfer log."),
     ("list", "List log entries."),
@@ -219,7 +187,7 @@ def _describe(exc: Exception) -> tuple[str, int]:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         return exc.format_message() + hint, exc.exit_code
-    if isinstance(exc, DeidError | UsageProblem | NotBuilt):
+    if isinstance(exc, DeidError | KeyStoreError | TransferError | UsageProblem | NotBuilt):
         return str(exc), EXIT_BAD_INPUT
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""

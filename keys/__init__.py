@@ -1,5 +1,59 @@
-"""Key management: lab keys, recipient registry, pseudonym vault, KMS adapter."""
+"""Key management: lab keys, recipient registry, pseudonym vault, KMS adapter.
+
+The public surface is __all__ below; other packages import only these names.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from keys.errors import (
+    KeyFormatError,
+    KeyStoreError,
+    KeyStoreExists,
+    KeyStoreMissing,
+    KmsError,
+    RecipientUnusable,
+    RegistryTampered,
+    UnknownRecipient,
+    WrongPassphrase,
+)
+from keys.keyfiles import PublicKey, SecretKey, parse_public_key
+from keys.recipients import Basis, BasisType, Recipient, RecipientId, Registry, new_recipient
+from keys.secret import DataKey, Passphrase
+from keys.signing import SigningKey, VerifyKey
+from keys.store import KeyStatus, Keystore, KeystoreConfig, KmsConfig, LabKey, WrapMode
+from keys.wrap import KeyWrapper, KmsKeyWrapper, LabKeyWrapper, WrappedKey
+
+__all__ = [
+    "Basis",
+    "BasisType",
+    "DataKey",
+    "KeyFormatError",
+    "KeyStatus",
+    "KeyStoreError",
+    "KeyStoreExists",
+    "KeyStoreMissing",
+    "KeyWrapper",
+    "Keystore",
+    "KeystoreConfig",
+    "KmsConfig",
+    "KmsError",
+    "KmsKeyWrapper",
+    "LabKey",
+    "LabKeyWrapper",
+    "Passphrase",
+    "PublicKey",
+    "Recipient",
+    "RecipientId",
+    "RecipientUnusable",
+    "Registry",
+    "RegistryTampered",
+    "SecretKey",
+    "SigningKey",
+    "UnknownRecipient",
+    "VerifyKey",
+    "WrapMode",
+    "WrappedKey",
+    "WrongPassphrase",
+    "new_recipient",
+    "parse_public_key",
+]

@@ -30,7 +30,7 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
     [
         (["deid", "--manifest", "m.csv", "--policy", "cgipa", "--out", "r/"], 4),
         (["assess", "releases/x", "--identified", "m.csv"], 5),
-        (["keys", "init"], 3),
+        (["law", "show"], 6),
         (["transfer", "releases/x", "--to", "partner", "--dry-run"], 7),
         (["audit", "verify"], 7),
         (["policy", "show", "cgipa"], 4),
