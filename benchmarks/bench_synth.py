@@ -15,7 +15,7 @@ from benchmarks.harness import Measurement, measure, workdir
 GENEGATE = str(Path(sys.executable).parent / "genegate")
 
 
-def run() -> tuple[str, list[Measurement]]:
+def run() -> list[tuple[str, list[Measurement], str | None]]:
     """Measure synth with reads (200 samples) and without (2,000 samples)."""
     work = workdir()
     rows = []
@@ -43,4 +43,4 @@ def run() -> tuple[str, list[Measurement]]:
             )
         )
     shutil.rmtree(work / "synth", ignore_errors=True)
-    return "synth", rows
+    return [("synth", rows, None)]

@@ -13,19 +13,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_synth
+from benchmarks import bench_crypt4gh, bench_synth
 from benchmarks.harness import markdown
 
-MODULES = (bench_synth,)
+# Each module's run() returns its tables: (title, rows, baseline row name or None).
+MODULES = (bench_synth, bench_crypt4gh)
 
 
 def main() -> None:
     """Run the benchmarks and print/write the tables."""
     parts = [f"# benchmark run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}\n"]
     for module in MODULES:
-        title, rows = module.run()
-        parts.append(f"## {title}\n\n{markdown(rows)}\n")
-        print(parts[-1], flush=True)
+        for title, rows, baseline in module.run():
+            parts.append(f"## {title}\n\n{markdown(rows, baseline)}\n")
+            print(parts[-1], flush=True)
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
     (results / "latest.md").write_text("\n".join(parts), encoding="utf-8")

@@ -20,6 +20,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 
 from deid import DeidError
 from flows.cli_crypt import register_crypt_commands
+from flows.cli_deid import policy_app, register_deid_commands
 from flows.cli_keys import keys_app
 from flows.console import Settings, err, out, settings
 from flows.errors import NotBuilt, UsageProblem
@@ -38,10 +39,10 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 audit_app = typer.Typer(help="Verify, list, export and report the signed transfer log.", no_args_is_help=True)
-policy_app = typer.Typer(help="Show and check de-identification policies.", no_args_is_help=True)
 law_app = typer.Typer(help="The versioned legal tables the transfer gate uses.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 register_crypt_commands(app)
+register_deid_commands(app)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(law_app, name="law")
@@ -140,7 +141,6 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
     )(command)
 
 
-_not_built("deid", 4, "De-identify a manifest and its genomic files into a release.")
 _not_built("assess", 5, "Run the re-identification tests on a release; results to Parquet.")
 _not_built("transfer", 7, "Gate, encrypt, deliver and log a release for one recipient.")
 _not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
@@ -151,8 +151,6 @@ for _name, _help in (
     ("report", "Write an HTML report of the log."),
 ):
     _not_built(f"audit {_name}", 7, _help, audit_app)
-_not_built("policy show", 4, "Print a built-in policy profile as TOML.", policy_app)
-_not_built("policy check", 4, "Validate a policy file.", policy_app)
 _not_built("law show", 6, "Print the legal tables with their versions.", law_app)
 
 

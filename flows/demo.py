@@ -3,7 +3,8 @@
 Stages so far: (1) a synthetic identified cohort; (2) a lab keystore, three partner recipients
 with their own Crypt4GH keys (CH by adequacy, JP under SCCs, CN to be denied), the joint VCF
 encrypted for the lab and the Swiss partner, re-keyed for the Japanese partner by rewriting only
-its header, and each partner's copy decrypted with that partner's key to prove the round trip.
+its header, and each partner's copy decrypted with that partner's key to prove the round trip;
+(3) the manifest de-identified under the cgipa profile with codes from the keystore's vault.
 Each later stage (deid, assess, transfer, audit) adds itself here.
 """
 
@@ -17,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deid.policy import load_policy
+from deid.release import deidentify
 from deid.synth import CohortSpec, CohortSummary, Progress, synthesize_cohort
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, new_recipient
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, new_recipient
 from keys.keyfiles import encode_secret_key
 from transfer import decrypt_file, encrypt_file, header_recipients_count, reencrypt_file
 
@@ -57,22 +60,48 @@ def prepare(out: Path) -> None:
 def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[str], None]) -> DemoReport:
     """Run every built stage into out (which prepare() made)."""
     report = DemoReport(out=out)
-    announce(f"1/2 synth: a synthetic identified cohort of {samples} samples")
+    announce(f"1/3 synth: a synthetic identified cohort of {samples} samples")
     report.cohort = synthesize_cohort(CohortSpec(out=out / "cohort", samples=samples, seed=7), progress)
     report.stages["synth"] = report.cohort.as_dict()
-    announce("2/2 keys: lab keystore, three partners, Crypt4GH encrypt / re-key / decrypt")
+    announce("2/3 keys: lab keystore, three partners, Crypt4GH encrypt / re-key / decrypt")
     keys = report.stages["keys"] = _keys_stage(out)
     report.lines.append(
         f"keys: lab key {keys['lab_fingerprint']}; recipients {', '.join(PARTNER_IDS)}; the VCF encrypted "
         f"for lab + CH partner ({keys['header_packets']} header packets), re-keyed for the JP partner by "
         f"header only; partner decryption matches the plaintext: {keys['partner_round_trip']}"
     )
-    report.lines.append("not built yet: deid, assess, transfer, audit (see the open issues)")
+    announce("3/3 deid: the manifest de-identified under the cgipa profile, codes from the vault")
+    deid = report.stages["deid"] = _deid_stage(out)
+    report.lines.append(
+        f"deid: release {deid['release_id']}: {deid['included']} of {deid['rows']} samples released "
+        f"(excluded by reason: {deid['excluded']}); columns {deid['columns']}"
+    )
+    report.lines.append("not built yet: genomic-file deid, assess, transfer, audit (see the open issues)")
     return report
 
 
+def _passphrase() -> Passphrase:
+    return Passphrase(os.environ.get("GENEGATE_PASSPHRASE", DEMO_PASSPHRASE))
+
+
+def _deid_stage(out: Path) -> dict[str, object]:
+    store = Keystore(out / "keystore")
+    policy = load_policy("cgipa")
+    vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(_passphrase()))
+    result = deidentify(out / "cohort" / "manifest.csv", policy, out / "releases", vault)
+    counts = result.record["counts"]
+    return {
+        "release_id": result.release_id,
+        "path": str(result.path),
+        "rows": counts["manifest_rows"],
+        "included": counts["included_samples"],
+        "excluded": result.record["excluded"],
+        "columns": ", ".join(counts["columns_released"]),
+    }
+
+
 def _keys_stage(out: Path) -> dict[str, object]:
-    passphrase = Passphrase(os.environ.get("GENEGATE_PASSPHRASE", DEMO_PASSPHRASE))
+    passphrase = _passphrase()
     store = Keystore.init(out / "keystore", passphrase)
     today = dt.datetime.now(dt.UTC).date()
     partner_dir = out / "partners"

@@ -21,11 +21,13 @@ from keys.recipients import Basis, BasisType, Recipient, RecipientId, Registry, 
 from keys.secret import DataKey, Passphrase
 from keys.signing import SigningKey, VerifyKey
 from keys.store import KeyStatus, Keystore, KeystoreConfig, KmsConfig, LabKey, WrapMode
+from keys.vault import CodeKind, Vault
 from keys.wrap import KeyWrapper, KmsKeyWrapper, LabKeyWrapper, WrappedKey
 
 __all__ = [
     "Basis",
     "BasisType",
+    "CodeKind",
     "DataKey",
     "KeyFormatError",
     "KeyStatus",
@@ -50,6 +52,7 @@ __all__ = [
     "SecretKey",
     "SigningKey",
     "UnknownRecipient",
+    "Vault",
     "VerifyKey",
     "WrapMode",
     "WrappedKey",

@@ -156,7 +156,7 @@ def parse_preamble(preamble: bytes, path: str) -> int:
 def parse_packet_length(prefix: bytes, index: int, path: str) -> int:
     """The size of packet `index` after its 4-byte length field."""
     if len(prefix) < 4:
-        raise NotCrypt4GH(path, f"the header ends inside packet {index}; the file is truncated")
+        raise NotCrypt4GH(path, f"the file ends inside header packet {index}; it is truncated")
     size = int.from_bytes(prefix, "little") - 4
     if not SEALED_OVERHEAD <= size <= MAX_PACKET_BYTES:
         raise NotCrypt4GH(path, f"header packet {index} declares {size + 4} bytes; the header is damaged")

@@ -106,8 +106,11 @@ def secret(name: str, keys: dict[str, dict[str, str]]) -> bytes:
     return bytes(get_private_key(str(HERE / f"{name}.sec"), lambda: passphrase))
 
 
-def describe(name: str, data: bytes, readers: list[str], expected: bytes) -> dict[str, object]:
-    """What the golden test checks about one file."""
+def describe(
+    name: str, data: bytes, readers: list[str], source_bytes: int, kept: tuple[int, int]
+) -> dict[str, object]:
+    """What the golden test checks about one file: it decrypts to plaintext(name, source_bytes)[slice(*kept)]."""
+    expected = plaintext(name, source_bytes)[kept[0] : kept[1]]
     stream = io.BytesIO(data)
     packets = list(header.parse(stream))
     payload = len(data) - stream.tell()
@@ -119,6 +122,8 @@ def describe(name: str, data: bytes, readers: list[str], expected: bytes) -> dic
             for p in packets
         ],
         "segments": -(-payload // 65564),
+        "source_bytes": source_bytes,
+        "kept": list(kept),
         "plaintext_bytes": len(expected),
         "plaintext_sha256": hashlib.sha256(expected).hexdigest(),
     }
@@ -142,25 +147,24 @@ def main() -> None:
     for size in SIZES:
         name = f"size-{size}"
         body = plaintext(name, size)
-        files[name] = describe(name, encrypt(name, body, [pub["alice"]]), ["alice"], body)
+        files[name] = describe(name, encrypt(name, body, [pub["alice"]]), ["alice"], size, (0, size))
     body = plaintext("two-recipients", 70_000)
     ct = encrypt("two-recipients", body, [pub["alice"], pub["bob"]], secret("sender", keys))
-    files["two-recipients"] = describe("two-recipients", ct, ["alice", "bob"], body)
+    files["two-recipients"] = describe("two-recipients", ct, ["alice", "bob"], 70_000, (0, 70_000))
     files["two-recipients"]["writer"] = "sender"
     ssh_pk = get_public_key(str(HERE / "erin.ssh.pub"))
     assert ssh_pk == pub["erin"], "the ssh-ed25519 key and erin.pub must be the same X25519 key"
     body = plaintext("ssh-recipient", 1_000)
-    files["ssh-recipient"] = describe(
-        "ssh-recipient", encrypt("ssh-recipient", body, [ssh_pk]), ["erin"], body
-    )
+    ssh_file = encrypt("ssh-recipient", body, [ssh_pk])
+    files["ssh-recipient"] = describe("ssh-recipient", ssh_file, ["erin"], 1_000, (0, 1_000))
     body = plaintext("edit-list", 3 * 65536 + 10)
     whole = encrypt("edit-list", body, [pub["carol"]])
     carol = secret("carol", keys)
     out = io.BytesIO()
     lib.rearrange([(0, carol, pub["carol"])], io.BytesIO(whole), out, offset=66_000, span=1_000)
     (HERE / "edit-list.c4gh").write_bytes(out.getvalue())
-    files["edit-list"] = describe("edit-list", out.getvalue(), ["carol"], body[66_000:67_000])
-    files["edit-list"]["edit_list"] = [66_000 - 65536, 1_000]
+    files["edit-list"] = describe("edit-list", out.getvalue(), ["carol"], len(body), (66_000, 67_000))
+    files["edit-list"]["edit_list"] = [66_000 - 65536, 1_000]  # segment 0 was dropped
     manifest = {
         "generator": "crypt4gh 1.8.6 (tests/golden/crypt4gh/make_golden.py)",
         "keys": keys,

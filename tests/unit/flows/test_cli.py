@@ -28,12 +28,12 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize(
     ("argv", "issue"),
     [
-        (["deid", "--manifest", "m.csv", "--policy", "cgipa", "--out", "r/"], 4),
+        (["run", "release-and-share", "--manifest", "m.csv"], 8),
         (["assess", "releases/x", "--identified", "m.csv"], 5),
         (["law", "show"], 6),
         (["transfer", "releases/x", "--to", "partner", "--dry-run"], 7),
         (["audit", "verify"], 7),
-        (["policy", "show", "cgipa"], 4),
+        (["audit", "list", "--denied"], 7),
     ],
 )
 def test_unbuilt_command_says_so_in_one_line(

@@ -1,0 +1,310 @@
+"""The sample manifest: reading a CSV, TSV or Parquet sample sheet and refusing a bad one.
+
+`read_manifest` is the adapter: it opens the file, tells the format from its content (Parquet by
+its magic bytes, TSV or CSV by the separator in the header line, whatever the file is called)
+and reads every column as text, so that no type inference turns the ZIP "03601" into 3601 or a
+sample id into a number. `validate_manifest` holds the checks and parses the date and yes/no
+columns; it touches no file.
+
+Errors are MalformedInput(path, detail) with a single-line detail naming the row (the 1-based
+data row: the header is not a row) and the column, and the fix. A message never repeats a cell's
+value: the cells of a manifest are identifiers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.csv as pa_csv  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
+
+from deid.errors import MalformedInput
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("sample_id", "subject_id", "consent_research")
+DATE_COLUMNS: tuple[str, ...] = ("date_of_birth", "collection_date", "sequencing_date", "consent_revoked_at")
+BOOL_COLUMNS: tuple[str, ...] = ("consent_research", "guardian_consent")
+ID_COLUMNS: tuple[str, ...] = ("sample_id", "subject_id")
+ROW = "_row"
+
+PARQUET_MAGIC = b"PAR1"
+HEAD_BYTES = 1 << 16
+CHUNK_BYTES = 1 << 20
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_BLANK = r"^\s*$"
+_FIX_FORMAT = "export the sample sheet as UTF-8 CSV, TSV or Parquet with a header line"
+_NESTED = (pl.List, pl.Array, pl.Struct, pl.Object)
+
+
+def read_manifest(path: Path) -> pl.DataFrame:
+    """Read and validate a manifest; see validate_manifest for what comes back."""
+    source = str(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise MalformedInput(source, f"cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    parquet = head.startswith(PARQUET_MAGIC)
+    frame = _read_parquet(path, source) if parquet else _read_text(path, source, head)
+    blank = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    frame = frame.with_columns(
+        pl.when(pl.col(c).str.contains(_BLANK)).then(None).otherwise(pl.col(c)).alias(c) for c in blank
+    )
+    return validate_manifest(frame, source)
+
+
+def validate_manifest(df: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Check a manifest read as text; return it with dates and yes/no columns parsed and a _row column.
+
+    Columns in DATE_COLUMNS become pl.Date (ISO YYYY-MM-DD), columns in BOOL_COLUMNS pl.Boolean
+    (true/false, yes/no, 1/0 in any case; empty is null), every other column stays String. The
+    first column is _row (UInt32), the 1-based data row that error messages cite. Raises
+    MalformedInput for a missing required column, no rows, an empty or duplicate sample_id, an
+    empty subject_id, a malformed date or yes/no value, or a date of birth after the collection date.
+    """
+    if ROW in df.columns:
+        raise MalformedInput(source, f"column {ROW} is reserved for genegate; rename or remove it")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if len(missing) == 1:
+        raise MalformedInput(source, f"missing required column {missing[0]}; add it (see SPEC.md 2.1)")
+    if missing:
+        raise MalformedInput(
+            source, f"missing required columns {', '.join(missing)}; add them (see SPEC.md 2.1)"
+        )
+    if df.height == 0:
+        raise MalformedInput(source, "has a header but no data rows; add one row per sample")
+    for column, dtype in df.schema.items():
+        if dtype != pl.String and not _parsed_already(column, dtype):
+            raise MalformedInput(
+                source, f"column {column} holds {dtype} values; genegate reads manifest columns as text"
+            )
+    df = df.select(pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias(ROW), pl.all())
+    for column in ID_COLUMNS:
+        empty = pl.col(column).is_null() | pl.col(column).str.contains(_BLANK)
+        _refuse_rows(df, source, empty, column, "empty", f"every sample needs a {column}")
+    _refuse_duplicate_ids(df, source)
+    df = df.with_columns(
+        [_parse_date(df, source, c) for c in DATE_COLUMNS if c in df.columns]
+        + [_parse_bool(df, source, c) for c in BOOL_COLUMNS if c in df.columns]
+    )
+    if "date_of_birth" in df.columns and "collection_date" in df.columns:
+        born_later = pl.col("date_of_birth") > pl.col("collection_date")
+        _refuse_rows(
+            df,
+            source,
+            born_later,
+            "date_of_birth",
+            "after collection_date",
+            "correct one of the two dates",
+        )
+    return df
+
+
+def _parsed_already(column: str, dtype: pl.DataType) -> bool:
+    return (column in DATE_COLUMNS and dtype == pl.Date) or (column in BOOL_COLUMNS and dtype == pl.Boolean)
+
+
+def _refuse_rows(df: pl.DataFrame, source: str, bad: pl.Expr, column: str, problem: str, fix: str) -> None:
+    """Raise for the first row where bad holds, counting the others; no cell value is quoted."""
+    rows = df.select(pl.col(ROW).filter(bad.fill_null(value=False))).to_series()
+    if rows.len() == 0:
+        return
+    more = rows.len() - 1
+    also = f" ({more} more {'row' if more == 1 else 'rows'} like it)" if more else ""
+    raise MalformedInput(source, f"row {int(rows[0])} column {column}: {problem}; {fix}{also}")
+
+
+def _refuse_duplicate_ids(df: pl.DataFrame, source: str) -> None:
+    first = pl.col(ROW).min().over("sample_id")
+    repeats = df.select(pl.col(ROW), first.alias("first")).filter(pl.col(ROW) > pl.col("first"))
+    if repeats.height:
+        row, first_row = repeats.row(0)
+        raise MalformedInput(
+            source, f"row {row}: sample_id duplicates row {first_row}; every sample needs its own sample_id"
+        )
+
+
+def _parse_date(df: pl.DataFrame, source: str, column: str) -> pl.Expr:
+    if df.schema[column] == pl.Date:
+        return pl.col(column)
+    text = pl.col(column).str.strip_chars()
+    parsed = text.str.to_date("%Y-%m-%d", strict=False)
+    bad = text.is_not_null() & (~text.str.contains(_ISO_DATE) | parsed.is_null())
+    _refuse_rows(df, source, bad, column, "not an ISO date (YYYY-MM-DD)", "correct it or leave it empty")
+    return parsed.alias(column)
+
+
+def _parse_bool(df: pl.DataFrame, source: str, column: str) -> pl.Expr:
+    if df.schema[column] == pl.Boolean:
+        return pl.col(column)
+    words = dict.fromkeys(TRUE_WORDS, True) | dict.fromkeys(FALSE_WORDS, False)
+    text = pl.col(column).str.strip_chars().str.to_lowercase()
+    parsed = text.replace_strict(words, default=None, return_dtype=pl.Boolean)
+    bad = text.is_not_null() & parsed.is_null()
+    _refuse_rows(df, source, bad, column, "not a yes/no value", "use true/false, yes/no or 1/0")
+    return parsed.alias(column)
+
+
+def _check_header(names: list[str], source: str) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if not name.strip():
+            raise MalformedInput(source, f"header column {position} has no name; name it or remove it")
+        if name in seen:
+            raise MalformedInput(
+                source,
+                f"column {name} appears twice in the header (columns {seen[name]} and {position}); keep one",
+            )
+        seen[name] = position
+
+
+def _read_parquet(path: Path, source: str) -> pl.DataFrame:
+    try:
+        _check_header(pq.read_schema(path).names, source)
+        frame = pl.read_parquet(path)
+    except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as exc:
+        raise MalformedInput(source, f"is not a readable Parquet file (truncated?); {_FIX_FORMAT}") from exc
+    for column, dtype in frame.schema.items():
+        if isinstance(dtype, _NESTED):
+            raise MalformedInput(source, f"column {column} holds nested values; give each cell one value")
+    return frame.with_columns(_as_text(frame, c) for c in frame.columns)
+
+
+def _as_text(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A Parquet column as text; a date stored as a midnight timestamp (pandas' habit) as its date."""
+    col = pl.col(column)
+    if column in DATE_COLUMNS and isinstance(frame.schema[column], pl.Datetime):
+        at_midnight = frame.select((col.dt.time() == pl.time(0)).all()).item()
+        if at_midnight:
+            return col.dt.date().cast(pl.String)
+    return col.cast(pl.String)
+
+
+def _read_text(path: Path, source: str, head: bytes) -> pl.DataFrame:
+    head = head.removeprefix(codecs.BOM_UTF8)
+    if not head.strip():
+        raise MalformedInput(source, "is empty; a manifest needs a header line and one row per sample")
+    line, newline, _ = head.partition(b"\n")
+    header_too_long = not newline and len(head) >= HEAD_BYTES - len(codecs.BOM_UTF8)
+    if b"\x00" in head or header_too_long:
+        raise MalformedInput(source, f"is not a CSV, TSV or Parquet manifest (binary content); {_FIX_FORMAT}")
+    try:
+        header = line.rstrip(b"\r").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        detail = f"is not a CSV, TSV or Parquet manifest (not UTF-8); {_FIX_FORMAT}"
+        raise MalformedInput(source, detail) from exc
+    sep = "\t" if "\t" in header else ","
+    names = next(csv.reader([header], delimiter=sep))
+    _check_header(names, source)
+    _scan_body(path, source)
+    invalid: list[int] = []
+
+    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
+        invalid.append(row.actual_columns)
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            path,
+            parse_options=pa_csv.ParseOptions(
+                delimiter=sep, newlines_in_values=True, invalid_row_handler=on_invalid_row
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowException, OSError) as exc:
+        line_no = _first_non_utf8_line(path)
+        if line_no is not None:
+            detail = f"line {line_no} is not UTF-8 text; save the manifest as UTF-8"
+        else:
+            detail = f"cannot be parsed as {_sep_name(sep)}-separated text; {_FIX_FORMAT}"
+        raise MalformedInput(source, detail) from exc
+    if invalid:
+        raise MalformedInput(source, _ragged_detail(path, sep, names))
+    if table.column_names != names or any(t != pa.string() for t in table.schema.types):
+        raise MalformedInput(source, f"has a header that cannot be read consistently; {_FIX_FORMAT}")
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a Table always converts to a DataFrame
+    return frame
+
+
+def _scan_body(path: Path, source: str) -> None:
+    """Refuse NUL bytes and an unmatched double quote (which would swallow the rows after it)."""
+    quotes = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            if b"\x00" in chunk:
+                raise MalformedInput(
+                    source, f"is not a CSV, TSV or Parquet manifest (binary content); {_FIX_FORMAT}"
+                )
+            quotes += chunk.count(b'"')
+    if quotes % 2:
+        row = _unmatched_quote_row(path)
+        where = "the header" if row == 0 else f"row {row}"
+        raise MalformedInput(
+            source,
+            f"{where} opens a double quote that is never closed; quote the whole cell and double any"
+            ' quote inside it ("")',
+        )
+
+
+def _unmatched_quote_row(path: Path) -> int:
+    """The data row (0 for the header) whose quote is still open at the end of the file."""
+    records = 0  # records begun so far, the header included
+    start = 0
+    quoted = False
+    with path.open("rb") as fh:
+        for line in fh:
+            if not quoted and line.strip():
+                records += 1
+                start = records - 1
+            if line.count(b'"') % 2:
+                quoted = not quoted
+    return start
+
+
+def _ragged_detail(path: Path, sep: str, names: list[str]) -> str:
+    """Where the first row with the wrong number of cells is, found again by a slower exact reader."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        rows = csv.reader(fh, delimiter=sep)
+        next(rows, None)
+        number = 0
+        for fields in rows:
+            if not fields:
+                continue
+            number += 1
+            if len(fields) < len(names):
+                return (
+                    f"row {number}: {len(fields)} cells where the header has {len(names)} columns (column"
+                    f" {names[len(fields)]} onward missing); quote any cell that contains a"
+                    f" {_sep_name(sep)} or a line break"
+                )
+            if len(fields) > len(names):
+                return (
+                    f"row {number}: {len(fields)} cells where the header has {len(names)} columns (cells"
+                    f" beyond column {names[-1]}); quote any cell that contains a {_sep_name(sep)}"
+                )
+    return f"has rows with the wrong number of cells; {_FIX_FORMAT}"
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _sep_name(sep: str) -> str:
+    return "tab" if sep == "\t" else "comma"

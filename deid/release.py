@@ -1,0 +1,283 @@
+"""Assemble a de-identified release from a manifest: `genegate deid`.
+
+manifest -> canonical columns (policy aliases; an unnamed column is refused) -> consent filter ->
+per-column actions (pseudonymise through the vault, drop, year, zip3, age top-code, scrub, keep;
+internal columns never leave) -> a leak guard -> samples.parquet + release.json, written in a
+hidden sibling directory and renamed into place only when complete.
+
+The leak guard is the last line of defence: every string cell, column name and Parquet metadata
+value of the release is checked (case-insensitively) against every identifier value the manifest
+holds, in all rows, and the run fails closed — nothing written — if one survived.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from deid.consent import Exclusion, consent_filter
+from deid.errors import DeidError, MalformedInput, OutputExists
+from deid.manifest import read_manifest
+from deid.policy import DIRECT_IDENTIFIERS, FieldAction, Policy, policy_summary
+from deid.transforms import age_top_code, load_restricted_zip3, scrub_text, year, zip3
+from keys import CodeKind
+
+RELEASE_FORMAT = 1
+_RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_GENOMIC_COLUMNS = ("vcf", "alignment", "fastq")
+_MIN_GUARD_LENGTH = 4  # shorter values (e.g. "CA", "M") are too generic to scan for
+
+
+class PseudonymSource(Protocol):
+    """Where codes come from (keys.vault.Vault)."""
+
+    domain: str
+
+    def assign(self, kind: CodeKind, values: pl.Series, create: bool = True) -> pl.DataFrame:
+        """A (value, code) frame for the distinct values."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    """Where the release went and its release.json."""
+
+    release_id: str
+    path: Path
+    record: dict[str, Any]
+
+
+def new_release_id(now: dt.datetime) -> str:
+    """rel-YYYYMMDD-<8 random hex>: dated, unique, derived from nothing about the data."""
+    return f"rel-{now:%Y%m%d}-{secrets.token_hex(4)}"
+
+
+def deidentify(
+    manifest: Path,
+    policy: Policy,
+    out_root: Path,
+    vault: PseudonymSource,
+    *,
+    release_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> ReleaseResult:
+    """De-identify manifest under policy into out_root/<release_id>/ (atomic; refuses an existing id)."""
+    now = now or dt.datetime.now(dt.UTC)
+    release_id = release_id or new_release_id(now)
+    if not _RELEASE_ID.match(release_id):
+        raise MalformedInput("--release-id", "use 1-64 letters, digits, dots, dashes and underscores")
+    target = out_root / release_id
+    if target.exists():
+        raise OutputExists(str(target))
+    raw = read_manifest(manifest)
+    frame = raw.rename(policy.canonical_names([c for c in raw.columns if c != "_row"], str(manifest)))
+    known = identifier_values(frame)
+    included, exclusions = consent_filter(frame, now.date())
+    if included.height == 0:
+        reasons = ", ".join(f"{r} {n}" for r, n in exclusions.items() if n)
+        raise DeidError(f"every sample was excluded by the consent filter ({reasons}); nothing was written")
+    released = transform(included, policy, vault, scrub_values(frame, known), now.date())
+    guard(released, known)
+    out_root.mkdir(parents=True, exist_ok=True)
+    work = out_root / f".{release_id}.partial-{secrets.token_hex(4)}"
+    work.mkdir(mode=0o700)
+    try:
+        samples = work / "samples.parquet"
+        released.write_parquet(samples, compression="zstd", statistics=False)
+        guard_file(samples, known)
+        record = _record(release_id, now, policy, vault, frame, released, exclusions, work)
+        (work / "release.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.rename(work, target)
+        except OSError as exc:
+            raise OutputExists(str(target)) from exc
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return ReleaseResult(release_id, target, record)
+
+
+_IDENTIFYING = frozenset(
+    {*DIRECT_IDENTIFIERS, "sample_id", "subject_id", "zip", "date_of_birth", "collection_date",
+     "sequencing_date", "consent_revoked_at"}
+)  # fmt: skip
+
+
+def identifier_values(frame: pl.DataFrame) -> list[str]:
+    """Every identifying value the manifest holds, all rows (consented or not), longest first."""
+    values: set[str] = set()
+    for column in (c for c in frame.columns if c in _IDENTIFYING):
+        values.update(v for v in frame[column].drop_nulls().cast(pl.String).to_list() if v.strip())
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub_values(frame: pl.DataFrame, known: list[str]) -> list[str]:
+    """What free text is scrubbed of: the identifier values plus each part of each name."""
+    parts: set[str] = set()
+    if "full_name" in frame.columns:  # notes say "Pt Webster" as often as the full name
+        for name in frame["full_name"].drop_nulls().to_list():
+            parts.update(p for p in re.split(r"[\s,]+", name) if len(p) >= 3)
+    return sorted(set(known) | parts, key=len, reverse=True)
+
+
+def transform(
+    frame: pl.DataFrame, policy: Policy, vault: PseudonymSource, scrub: list[str], release_date: dt.date
+) -> pl.DataFrame:
+    """Apply each column's action; the result holds only released columns."""
+    out: list[pl.Expr] = []
+    codes: dict[str, pl.DataFrame] = {}
+    kinds = {"sample_id": CodeKind.SAMPLE, "subject_id": CodeKind.SUBJECT}
+    for column, action in policy.columns.items():
+        if column not in frame.columns or action in (FieldAction.DROP, FieldAction.INTERNAL):
+            continue
+        match action:
+            case FieldAction.PSEUDONYMISE:
+                codes[column] = vault.assign(kinds[column], frame[column])
+                out.append(pl.col(column))
+            case FieldAction.GENERALISE_YEAR:
+                name = "birth_year" if column == "date_of_birth" else column.removesuffix("_date") + "_year"
+                out.append(year(column).alias(name))
+            case FieldAction.ZIP3:
+                out.append(zip3(column, load_restricted_zip3()).alias("zip3"))
+            case FieldAction.AGE_TOP_CODE:
+                at = "collection_date" if "collection_date" in frame.columns else "_release_date"
+                birth_year, age = age_top_code(column, at)
+                out += [birth_year.alias("birth_year"), age.alias("age")]
+            case FieldAction.SCRUB:
+                out.append(scrub_text(column, scrub).alias(column))
+            case FieldAction.KEEP:
+                out.append(pl.col(column))
+    staged = frame.with_columns(pl.lit(release_date).alias("_release_date"))
+    result = staged.select(out)
+    for column, mapping in codes.items():
+        result = (
+            result.join(mapping.rename({"value": column}), on=column, how="left", maintain_order="left")
+            .drop(column)
+            .rename({"code": column})
+        )
+    order = [c for c in _released_order(policy, frame) if c in result.columns]
+    return result.select(order)
+
+
+def _released_order(policy: Policy, frame: pl.DataFrame) -> list[str]:
+    names = []
+    for column, action in policy.columns.items():
+        if column not in frame.columns:
+            continue
+        match action:
+            case FieldAction.AGE_TOP_CODE:
+                names += ["birth_year", "age"]
+            case FieldAction.GENERALISE_YEAR:
+                names.append(
+                    "birth_year" if column == "date_of_birth" else column.removesuffix("_date") + "_year"
+                )
+            case FieldAction.ZIP3:
+                names.append("zip3")
+            case FieldAction.DROP | FieldAction.INTERNAL:
+                pass
+            case _:
+                names.append(column)
+    return names
+
+
+def guard(released: pl.DataFrame, known: list[str]) -> None:
+    """Fail closed if any identifier value survives in a column name or string cell."""
+    scan = [v for v in known if len(v) >= _MIN_GUARD_LENGTH]
+    lowered = {v.lower() for v in scan}
+    for name in released.columns:
+        if name.lower() in lowered:
+            raise DeidError(
+                "a released column name equals an identifier value; rename the column in the manifest"
+            )
+    for column in released.columns:
+        if released[column].dtype != pl.String or not scan:
+            continue
+        hits = released.select(
+            pl.col(column).str.contains_any(scan, ascii_case_insensitive=True).sum()
+        ).item()
+        if hits:
+            raise DeidError(
+                f"column {column} would release {hits} value(s) containing an identifier from the manifest; "
+                f"set its action to drop or scrub in the policy. Nothing was written"
+            )
+
+
+def guard_file(path: Path, known: list[str]) -> None:
+    """The Parquet footer (schema and key/value metadata) carries no identifier value either."""
+    meta = pq.read_metadata(path)
+    texts = [str(meta.schema)] + [f"{k!r}{v!r}" for k, v in (meta.metadata or {}).items()]
+    blob = "\n".join(texts).lower()
+    for value in known:
+        if len(value) >= _MIN_GUARD_LENGTH and value.lower() in blob:
+            raise DeidError("the Parquet metadata would carry an identifier value; nothing was written")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record(
+    release_id: str,
+    now: dt.datetime,
+    policy: Policy,
+    vault: PseudonymSource,
+    frame: pl.DataFrame,
+    released: pl.DataFrame,
+    exclusions: Mapping[Exclusion, int],
+    work: Path,
+) -> dict[str, Any]:
+    files = [
+        {"name": p.name, "sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(work.iterdir())
+    ]
+    genomic = {c: int(frame[c].drop_nulls().len()) for c in _GENOMIC_COLUMNS if c in frame.columns}
+    return {
+        "format": RELEASE_FORMAT,
+        "release_id": release_id,
+        "created_at": now.isoformat(timespec="seconds"),
+        "policy": policy_summary(policy),
+        "class": "pseudonymised",
+        "assessment": {"status": "not assessed", "note": "run `genegate assess` to certify a class"},
+        "counts": {
+            "manifest_rows": frame.height,
+            "included_samples": released.height,
+            "included_subjects": int(released["subject_id"].n_unique())
+            if "subject_id" in released.columns
+            else None,
+            "excluded_samples": sum(exclusions.values()),
+            "columns_released": released.columns,
+        },
+        "excluded": {str(reason): count for reason, count in exclusions.items()},
+        "origin_regions": _region_counts(released),
+        "genomic_files": {
+            "status": "referenced, not yet de-identified into this release (issue #10)",
+            "referenced": genomic,
+        },
+        "files": files,
+        "vault_domain": vault.domain,
+        "zip_list_version": load_restricted_zip3().version,
+        "tools": {name: version(name) for name in ("genegate", "polars", "pyarrow")},
+    }
+
+
+def _region_counts(released: pl.DataFrame) -> dict[str, int]:
+    if "residence_region" not in released.columns:
+        return {}
+    counts = released["residence_region"].fill_null("unknown").value_counts(sort=True)
+    return {str(r): int(n) for r, n in counts.iter_rows()}
