@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -35,8 +36,8 @@ HEAD_BYTES = 1 << 16
 CHUNK_BYTES = 1 << 20
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_BLANK = r"^\s*$"
+_ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_PARSED = "\x00parsed:"  # prefix of the working columns that hold parsed values
 _FIX_FORMAT = "export the sample sheet as UTF-8 CSV, TSV or Parquet with a header line"
 _NESTED = (pl.List, pl.Array, pl.Struct, pl.Object)
 
@@ -51,10 +52,6 @@ def read_manifest(path: Path) -> pl.DataFrame:
         raise MalformedInput(source, f"cannot be read ({exc.strerror or type(exc).__name__})") from exc
     parquet = head.startswith(PARQUET_MAGIC)
     frame = _read_parquet(path, source) if parquet else _read_text(path, source, head)
-    blank = [c for c, dtype in frame.schema.items() if dtype == pl.String]
-    frame = frame.with_columns(
-        pl.when(pl.col(c).str.contains(_BLANK)).then(None).otherwise(pl.col(c)).alias(c) for c in blank
-    )
     return validate_manifest(frame, source)
 
 
@@ -84,39 +81,62 @@ def validate_manifest(df: pl.DataFrame, source: str) -> pl.DataFrame:
                 source, f"column {column} holds {dtype} values; genegate reads manifest columns as text"
             )
     df = df.select(pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).alias(ROW), pl.all())
-    for column in ID_COLUMNS:
-        empty = pl.col(column).is_null() | pl.col(column).str.contains(_BLANK)
-        _refuse_rows(df, source, empty, column, "empty", f"every sample needs a {column}")
-    _refuse_duplicate_ids(df, source)
-    df = df.with_columns(
-        [_parse_date(df, source, c) for c in DATE_COLUMNS if c in df.columns]
-        + [_parse_bool(df, source, c) for c in BOOL_COLUMNS if c in df.columns]
-    )
-    if "date_of_birth" in df.columns and "collection_date" in df.columns:
-        born_later = pl.col("date_of_birth") > pl.col("collection_date")
-        _refuse_rows(
-            df,
-            source,
-            born_later,
-            "date_of_birth",
-            "after collection_date",
-            "correct one of the two dates",
+    parsed = {c: _parse_date(df, c) for c in DATE_COLUMNS if c in df.columns} | {
+        c: _parse_bool(df, c) for c in BOOL_COLUMNS if c in df.columns
+    }
+    work = df.with_columns(expr.alias(_PARSED + c) for c, expr in parsed.items())
+    id_checks = [_empty_id(c) for c in ID_COLUMNS]
+    value_checks = [_bad_value(df, c) for c in parsed]
+    if "date_of_birth" in parsed and "collection_date" in parsed:
+        born_later = pl.col(_PARSED + "date_of_birth") > pl.col(_PARSED + "collection_date")
+        value_checks.append(
+            _Check("date_of_birth", "after collection_date", "correct one of the two dates", born_later)
         )
-    return df
+    checks = id_checks + value_checks
+    flags = work.select(c.bad.fill_null(value=False).alias(str(i)) for i, c in enumerate(checks))
+    for i, check in enumerate(checks):
+        if i == len(id_checks):
+            _refuse_duplicate_ids(df, source)
+        rows = df.get_column(ROW).filter(flags.get_column(str(i)))
+        if rows.len():
+            more = rows.len() - 1
+            also = f" ({more} more {'row' if more == 1 else 'rows'} like it)" if more else ""
+            detail = f"row {int(rows[0])} column {check.column}: {check.problem}; {check.fix}{also}"
+            raise MalformedInput(source, detail)
+    return work.with_columns(pl.col(_PARSED + c).alias(c) for c in parsed).drop(_PARSED + c for c in parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One cell-level rule: the column it reports, the problem, the fix, and where it fails."""
+
+    column: str
+    problem: str
+    fix: str
+    bad: pl.Expr
+
+
+def _empty_id(column: str) -> _Check:
+    return _Check(column, "empty", f"every sample needs a {column}", _text(column).is_null())
+
+
+def _bad_value(df: pl.DataFrame, column: str) -> _Check:
+    """Where a date or yes/no cell has text that did not parse (never true for a pre-parsed column)."""
+    failed = pl.col(_PARSED + column).is_null() & _text(column).is_not_null()
+    if df.schema[column] != pl.String:
+        failed = pl.lit(value=False)
+    if column in DATE_COLUMNS:
+        return _Check(column, "not an ISO date (YYYY-MM-DD)", "correct it or leave it empty", failed)
+    return _Check(column, "not a yes/no value", "use true/false, yes/no or 1/0", failed)
+
+
+def _text(column: str) -> pl.Expr:
+    """The cell stripped of surrounding white space; null when nothing is left."""
+    return _empty_as_null(pl.col(column).str.strip_chars())
 
 
 def _parsed_already(column: str, dtype: pl.DataType) -> bool:
     return (column in DATE_COLUMNS and dtype == pl.Date) or (column in BOOL_COLUMNS and dtype == pl.Boolean)
-
-
-def _refuse_rows(df: pl.DataFrame, source: str, bad: pl.Expr, column: str, problem: str, fix: str) -> None:
-    """Raise for the first row where bad holds, counting the others; no cell value is quoted."""
-    rows = df.select(pl.col(ROW).filter(bad.fill_null(value=False))).to_series()
-    if rows.len() == 0:
-        return
-    more = rows.len() - 1
-    also = f" ({more} more {'row' if more == 1 else 'rows'} like it)" if more else ""
-    raise MalformedInput(source, f"row {int(rows[0])} column {column}: {problem}; {fix}{also}")
 
 
 def _refuse_duplicate_ids(df: pl.DataFrame, source: str) -> None:
@@ -129,25 +149,20 @@ def _refuse_duplicate_ids(df: pl.DataFrame, source: str) -> None:
         )
 
 
-def _parse_date(df: pl.DataFrame, source: str, column: str) -> pl.Expr:
+def _parse_date(df: pl.DataFrame, column: str) -> pl.Expr:
+    """ISO dates only: 2024-3-1 and 2024-02-30 become null (and _bad_value reports them)."""
     if df.schema[column] == pl.Date:
         return pl.col(column)
-    text = pl.col(column).str.strip_chars()
-    parsed = text.str.to_date("%Y-%m-%d", strict=False)
-    bad = text.is_not_null() & (~text.str.contains(_ISO_DATE) | parsed.is_null())
-    _refuse_rows(df, source, bad, column, "not an ISO date (YYYY-MM-DD)", "correct it or leave it empty")
-    return parsed.alias(column)
+    text = _text(column)
+    iso = text.str.contains(_ISO_DATE)
+    return pl.when(iso).then(text.str.to_date("%Y-%m-%d", strict=False)).otherwise(None)
 
 
-def _parse_bool(df: pl.DataFrame, source: str, column: str) -> pl.Expr:
+def _parse_bool(df: pl.DataFrame, column: str) -> pl.Expr:
     if df.schema[column] == pl.Boolean:
         return pl.col(column)
     words = dict.fromkeys(TRUE_WORDS, True) | dict.fromkeys(FALSE_WORDS, False)
-    text = pl.col(column).str.strip_chars().str.to_lowercase()
-    parsed = text.replace_strict(words, default=None, return_dtype=pl.Boolean)
-    bad = text.is_not_null() & parsed.is_null()
-    _refuse_rows(df, source, bad, column, "not a yes/no value", "use true/false, yes/no or 1/0")
-    return parsed.alias(column)
+    return _text(column).str.to_lowercase().replace_strict(words, default=None, return_dtype=pl.Boolean)
 
 
 def _check_header(names: list[str], source: str) -> None:
@@ -172,7 +187,7 @@ def _read_parquet(path: Path, source: str) -> pl.DataFrame:
     for column, dtype in frame.schema.items():
         if isinstance(dtype, _NESTED):
             raise MalformedInput(source, f"column {column} holds nested values; give each cell one value")
-    return frame.with_columns(_as_text(frame, c) for c in frame.columns)
+    return frame.with_columns(_as_text(frame, c).alias(c) for c in frame.columns)
 
 
 def _as_text(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -181,8 +196,12 @@ def _as_text(frame: pl.DataFrame, column: str) -> pl.Expr:
     if column in DATE_COLUMNS and isinstance(frame.schema[column], pl.Datetime):
         at_midnight = frame.select((col.dt.time() == pl.time(0)).all()).item()
         if at_midnight:
-            return col.dt.date().cast(pl.String)
-    return col.cast(pl.String)
+            return _empty_as_null(col.dt.date().cast(pl.String))
+    return _empty_as_null(col.cast(pl.String))
+
+
+def _empty_as_null(text: pl.Expr) -> pl.Expr:
+    return pl.when(text.str.len_bytes() == 0).then(None).otherwise(text)
 
 
 def _read_text(path: Path, source: str, head: bytes) -> pl.DataFrame:
@@ -201,60 +220,69 @@ def _read_text(path: Path, source: str, head: bytes) -> pl.DataFrame:
     sep = "\t" if "\t" in header else ","
     names = next(csv.reader([header], delimiter=sep))
     _check_header(names, source)
-    _scan_body(path, source)
-    invalid: list[int] = []
+    _check_cell_counts(path, source, sep, names)
+    try:
+        frame = pl.scan_csv(path, separator=sep, infer_schema=False).collect(engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as exc:  # the message quotes cells: never pass it on
+        raise MalformedInput(source, _diagnose(path, sep, names)) from exc
+    if frame.columns != names:
+        raise MalformedInput(source, f"has a header that cannot be read consistently; {_FIX_FORMAT}")
+    # a quoted empty cell ("") reads as "": make it null like an unquoted empty cell; polars reads a
+    # blank line as a row of nulls where pyarrow and Python's csv skip it: drop it too, so that the
+    # row numbers of all three readers agree
+    frame = frame.with_columns(_empty_as_null(pl.col(c)).alias(c) for c in names)
+    return frame.filter(pl.any_horizontal(pl.all().is_not_null()))
+
+
+def _check_cell_counts(path: Path, source: str, sep: str, names: list[str]) -> None:
+    """Refuse a row with too few or too many cells (polars would pad a short row with nulls).
+
+    pyarrow's parser counts the cells of every row; converting one column only keeps this pass
+    cheap. The row is then located exactly by _diagnose, on the error path only.
+    """
+    ragged: list[int] = []
 
     def on_invalid_row(row: pa_csv.InvalidRow) -> str:
-        invalid.append(row.actual_columns)
+        ragged.append(row.actual_columns)
         return "skip"
 
     try:
-        table = pa_csv.read_csv(
+        pa_csv.read_csv(
             path,
             parse_options=pa_csv.ParseOptions(
                 delimiter=sep, newlines_in_values=True, invalid_row_handler=on_invalid_row
             ),
             convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
+                include_columns=names[:1], column_types={names[0]: pa.string()}
             ),
         )
     except (pa.ArrowException, OSError) as exc:
-        line_no = _first_non_utf8_line(path)
-        if line_no is not None:
-            detail = f"line {line_no} is not UTF-8 text; save the manifest as UTF-8"
-        else:
-            detail = f"cannot be parsed as {_sep_name(sep)}-separated text; {_FIX_FORMAT}"
-        raise MalformedInput(source, detail) from exc
-    if invalid:
-        raise MalformedInput(source, _ragged_detail(path, sep, names))
-    if table.column_names != names or any(t != pa.string() for t in table.schema.types):
-        raise MalformedInput(source, f"has a header that cannot be read consistently; {_FIX_FORMAT}")
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)  # a Table always converts to a DataFrame
-    return frame
+        raise MalformedInput(source, _diagnose(path, sep, names)) from exc
+    if ragged:
+        raise MalformedInput(source, _diagnose(path, sep, names))
 
 
-def _scan_body(path: Path, source: str) -> None:
-    """Refuse NUL bytes and an unmatched double quote (which would swallow the rows after it)."""
-    quotes = 0
+def _diagnose(path: Path, sep: str, names: list[str]) -> str:
+    """Why a text manifest cannot be parsed, and where: slow exact readers for the error path."""
+    line_no = _first_non_utf8_line(path)
+    if line_no is not None:
+        return f"line {line_no} is not UTF-8 text; save the manifest as UTF-8"
+    ragged = _ragged_detail(path, sep, names)
+    if ragged is not None:
+        return ragged
     with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK_BYTES):
-            if b"\x00" in chunk:
-                raise MalformedInput(
-                    source, f"is not a CSV, TSV or Parquet manifest (binary content); {_FIX_FORMAT}"
-                )
-            quotes += chunk.count(b'"')
+        quotes = sum(chunk.count(b'"') for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""))
     if quotes % 2:
         row = _unmatched_quote_row(path)
         where = "the header" if row == 0 else f"row {row}"
-        raise MalformedInput(
-            source,
+        return (
             f"{where} opens a double quote that is never closed; quote the whole cell and double any"
-            ' quote inside it ("")',
+            ' quote inside it ("")'
         )
+    return (
+        f"cannot be parsed as {_sep_name(sep)}-separated text (a stray double quote?); quote any cell"
+        ' holding a quote, separator or line break, and double quotes inside it ("")'
+    )
 
 
 def _unmatched_quote_row(path: Path) -> int:
@@ -272,8 +300,8 @@ def _unmatched_quote_row(path: Path) -> int:
     return start
 
 
-def _ragged_detail(path: Path, sep: str, names: list[str]) -> str:
-    """Where the first row with the wrong number of cells is, found again by a slower exact reader."""
+def _ragged_detail(path: Path, sep: str, names: list[str]) -> str | None:
+    """Where the first row with the wrong number of cells is (Python's csv reader, one row at a time)."""
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         rows = csv.reader(fh, delimiter=sep)
         next(rows, None)
@@ -293,7 +321,7 @@ def _ragged_detail(path: Path, sep: str, names: list[str]) -> str:
                     f"row {number}: {len(fields)} cells where the header has {len(names)} columns (cells"
                     f" beyond column {names[-1]}); quote any cell that contains a {_sep_name(sep)}"
                 )
-    return f"has rows with the wrong number of cells; {_FIX_FORMAT}"
+    return None
 
 
 def _first_non_utf8_line(path: Path) -> int | None:

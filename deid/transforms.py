@@ -32,7 +32,7 @@ TOP_AGE_LABEL = "90+"
 MIN_KNOWN_VALUE_CHARS = 3
 MIN_KNOWN_VALUE_CHARS_NON_ASCII = 2  # CJK names are often two characters (王芳)
 
-_ZIP = r"^\d{5}(?:-\d{4})?$"
+_ZIP = r"^[0-9]{5}(?:-[0-9]{4})?$"  # ASCII digits only: a full-width ８３０ must not slip past "000"
 _MONTH = (
     r"(?:january|february|march|april|may|june|july|august|september|october|november|december"
     r"|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?"

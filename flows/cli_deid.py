@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from deid.policy import builtin_text, load_policy, policy_summary
-from deid.release import deidentify
+from deid import builtin_text, deidentify, load_policy, policy_summary
 from flows.console import err, out, passphrase, settings
 from flows.errors import UsageProblem
 from keys import Keystore, Vault, WrapMode

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from flows.errors import UsageProblem
-from keys.secret import Passphrase
+from keys import Passphrase
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)

@@ -18,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deid.policy import load_policy
-from deid.release import deidentify
+from deid import deidentify, load_policy
 from deid.synth import CohortSpec, CohortSummary, Progress, synthesize_cohort
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, new_recipient
-from keys.keyfiles import encode_secret_key
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
 from transfer import decrypt_file, encrypt_file, header_recipients_count, reencrypt_file
 
 MARKER = ".genegate-demo"

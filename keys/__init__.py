@@ -16,7 +16,7 @@ from keys.errors import (
     UnknownRecipient,
     WrongPassphrase,
 )
-from keys.keyfiles import PublicKey, SecretKey, parse_public_key
+from keys.keyfiles import PublicKey, SecretKey, decode_secret_key, encode_secret_key, parse_public_key
 from keys.recipients import Basis, BasisType, Recipient, RecipientId, Registry, new_recipient
 from keys.secret import DataKey, Passphrase
 from keys.signing import SigningKey, VerifyKey
@@ -57,6 +57,8 @@ __all__ = [
     "WrapMode",
     "WrappedKey",
     "WrongPassphrase",
+    "decode_secret_key",
+    "encode_secret_key",
     "new_recipient",
     "parse_public_key",
 ]

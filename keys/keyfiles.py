@@ -1,6 +1,7 @@
 """Crypt4GH key files: X25519 key types, public keys (Crypt4GH PEM or OpenSSH ed25519), private keys.
 
-Pure: text or bytes in, values or bytes out; no filesystem. Formats (GA4GH Crypt4GH `docs/keys.rst`):
+Pure: text or bytes in, values or bytes out; no filesystem. Randomness only where a new secret
+is made (generate(); the salt and nonce of encode_secret_key). Formats (GA4GH Crypt4GH `docs/keys.rst`):
 
     public   -----BEGIN CRYPT4GH PUBLIC KEY----- / base64(32-byte X25519 key) / -----END ...-----
              or one OpenSSH line `ssh-ed25519 AAAA... comment`, mapped Ed25519 -> X25519 as libsodium's
@@ -39,6 +40,7 @@ PLAIN_LABEL = "CRYPT4GH PRIVATE KEY"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_SIZE = 16
 NONCE_SIZE = 12
+MAX_KEY_TEXT = 16_384  # real key files are under 1 KiB
 
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s*([A-Za-z0-9+/=\s]*?)\s*-----END \1-----\s*", re.ASCII)
 
@@ -148,6 +150,8 @@ def parse_public_key(text: str, source: str) -> PublicKey:
 
 def _pem(text: str, source: str) -> tuple[str, bytes]:
     """The label and decoded body of exactly one PEM block."""
+    if len(text) > MAX_KEY_TEXT:
+        raise KeyFormatError(source, f"{len(text)} characters is too large for a Crypt4GH key file")
     match = _PEM.fullmatch(text.strip() + "\n")
     if match is None:
         raise KeyFormatError(

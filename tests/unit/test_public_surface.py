@@ -7,7 +7,24 @@ import importlib
 import pytest
 
 SURFACES = {
-    "deid": ["DeidError", "MalformedInput", "OutputExists"],
+    "deid": [
+        "BUILTIN",
+        "DeidError",
+        "Exclusion",
+        "FieldAction",
+        "GenomicRules",
+        "MalformedInput",
+        "OutputExists",
+        "Policy",
+        "Profile",
+        "ReleaseResult",
+        "builtin_text",
+        "deidentify",
+        "load_policy",
+        "parse_policy",
+        "policy_summary",
+        "read_manifest",
+    ],
     "deid.synth": [
         "IDENTIFIER_COLUMNS",
         "MANIFEST_COLUMNS",
@@ -37,6 +54,7 @@ SURFACES = {
     "keys": [
         "Basis",
         "BasisType",
+        "CodeKind",
         "DataKey",
         "KeyFormatError",
         "KeyStatus",
@@ -61,10 +79,13 @@ SURFACES = {
         "SecretKey",
         "SigningKey",
         "UnknownRecipient",
+        "Vault",
         "VerifyKey",
         "WrapMode",
         "WrappedKey",
         "WrongPassphrase",
+        "decode_secret_key",
+        "encode_secret_key",
         "new_recipient",
         "parse_public_key",
     ],

@@ -157,6 +157,7 @@ def test_empty_passphrase_is_refused_when_encoding() -> None:
     ("data", "detail"),
     [
         (b"\xff\xfe", "not a Crypt4GH private key file (it is not PEM text)"),
+        (b" " * 20_000, "20000 characters is too large for a Crypt4GH key file"),
         (
             b"hello",
             "not a Crypt4GH key (expected one -----BEGIN CRYPT4GH ...----- block or an ssh-ed25519 line)",
