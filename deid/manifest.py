@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
-import pyarrow.csv as pa_csv  # type: ignore[import-untyped, unused-ignore]
-import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from deid.errors import MalformedInput
 
@@ -38,6 +38,7 @@ TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
 _ISO_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _PARSED = "\x00parsed:"  # prefix of the working columns that hold parsed values
+_FILLED = "\x00filled"  # name of the check that no row is wholly empty
 _FIX_FORMAT = "export the sample sheet as UTF-8 CSV, TSV or Parquet with a header line"
 _NESTED = (pl.List, pl.Array, pl.Struct, pl.Object)
 
@@ -181,13 +182,19 @@ def _check_header(names: list[str], source: str) -> None:
 def _read_parquet(path: Path, source: str) -> pl.DataFrame:
     try:
         _check_header(pq.read_schema(path).names, source)
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path, glob=False)
     except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as exc:
         raise MalformedInput(source, f"is not a readable Parquet file (truncated?); {_FIX_FORMAT}") from exc
     for column, dtype in frame.schema.items():
         if isinstance(dtype, _NESTED):
             raise MalformedInput(source, f"column {column} holds nested values; give each cell one value")
-    return frame.with_columns(_as_text(frame, c).alias(c) for c in frame.columns)
+        try:
+            frame = frame.with_columns(_as_text(frame, column).alias(column))
+        except pl.exceptions.PolarsError as exc:  # e.g. a binary column that is not UTF-8
+            raise MalformedInput(
+                source, f"column {column} cannot be read as text; store it as UTF-8 strings"
+            ) from exc
+    return frame
 
 
 def _as_text(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -222,16 +229,24 @@ def _read_text(path: Path, source: str, head: bytes) -> pl.DataFrame:
     _check_header(names, source)
     _check_cell_counts(path, source, sep, names)
     try:
-        frame = pl.scan_csv(path, separator=sep, infer_schema=False).collect(engine="streaming")
+        lazy = pl.scan_csv(path, separator=sep, infer_schema=False, glob=False)
+        frame = lazy.collect(engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as exc:  # the message quotes cells: never pass it on
         raise MalformedInput(source, _diagnose(path, sep, names)) from exc
     if frame.columns != names:
         raise MalformedInput(source, f"has a header that cannot be read consistently; {_FIX_FORMAT}")
-    # a quoted empty cell ("") reads as "": make it null like an unquoted empty cell; polars reads a
+    # A quoted empty cell ("") reads as "": make it null like an unquoted empty cell. polars reads a
     # blank line as a row of nulls where pyarrow and Python's csv skip it: drop it too, so that the
-    # row numbers of all three readers agree
-    frame = frame.with_columns(_empty_as_null(pl.col(c)).alias(c) for c in names)
-    return frame.filter(pl.any_horizontal(pl.all().is_not_null()))
+    # row numbers of all three readers agree. Both are rare; look first, copy only if needed.
+    found = frame.select(
+        *[(pl.col(c).str.len_bytes() == 0).any().alias(c) for c in names],
+        pl.any_horizontal(pl.all().is_not_null()).all().alias(_FILLED),
+    ).row(0, named=True)
+    if with_empty := [c for c in names if found[c]]:
+        frame = frame.with_columns(_empty_as_null(pl.col(c)).alias(c) for c in with_empty)
+    if not found[_FILLED]:
+        frame = frame.filter(pl.any_horizontal(pl.all().is_not_null()))
+    return frame
 
 
 def _check_cell_counts(path: Path, source: str, sep: str, names: list[str]) -> None:

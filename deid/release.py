@@ -32,7 +32,7 @@ from deid.consent import Exclusion, consent_filter
 from deid.errors import DeidError, MalformedInput, OutputExists
 from deid.manifest import read_manifest
 from deid.policy import DIRECT_IDENTIFIERS, FieldAction, Policy, policy_summary
-from deid.transforms import age_top_code, load_restricted_zip3, scrub_text, year, zip3
+from deid.transforms import REDACTED, age_top_code, load_restricted_zip3, scrub_text, year, zip3
 from keys import CodeKind
 
 RELEASE_FORMAT = 1
@@ -84,12 +84,17 @@ def deidentify(
         raise OutputExists(str(target))
     raw = read_manifest(manifest)
     frame = raw.rename(policy.canonical_names([c for c in raw.columns if c != "_row"], str(manifest)))
+    del raw
     known = identifier_values(frame)
+    scrub = scrub_values(frame)
+    facts = _manifest_facts(frame)
     included, exclusions = consent_filter(frame, now.date())
+    del frame  # the identified frame is no longer needed: free it before the transforms
     if included.height == 0:
         reasons = ", ".join(f"{r} {n}" for r, n in exclusions.items() if n)
         raise DeidError(f"every sample was excluded by the consent filter ({reasons}); nothing was written")
-    released = transform(included, policy, vault, scrub_values(frame, known), now.date())
+    released = transform(included, policy, vault, scrub, now.date())
+    del included
     guard(released, known)
     out_root.mkdir(parents=True, exist_ok=True)
     work = out_root / f".{release_id}.partial-{secrets.token_hex(4)}"
@@ -98,7 +103,7 @@ def deidentify(
         samples = work / "samples.parquet"
         released.write_parquet(samples, compression="zstd", statistics=False)
         guard_file(samples, known)
-        record = _record(release_id, now, policy, vault, frame, released, exclusions, work)
+        record = _record(release_id, now, policy, vault, facts, released, exclusions, work)
         (work / "release.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         try:
             os.rename(work, target)
@@ -116,25 +121,37 @@ _IDENTIFYING = frozenset(
 )  # fmt: skip
 
 
-def identifier_values(frame: pl.DataFrame) -> list[str]:
-    """Every identifying value the manifest holds, all rows (consented or not), longest first."""
-    values: set[str] = set()
-    for column in (c for c in frame.columns if c in _IDENTIFYING):
-        values.update(v for v in frame[column].drop_nulls().cast(pl.String).to_list() if v.strip())
-    return sorted(values, key=len, reverse=True)
+# kinds whose every value the scrub regex already removes (e-mail, phone, digit runs, dates):
+# passing them to the literal matcher too only slows it down
+_REGEX_COVERED = frozenset(
+    {"email", "phone", "ssn", "mrn", "health_plan_id", "date_of_birth", "collection_date", "sequencing_date",
+     "consent_revoked_at", "ip_address", "url"}
+)  # fmt: skip
 
 
-def scrub_values(frame: pl.DataFrame, known: list[str]) -> list[str]:
-    """What free text is scrubbed of: the identifier values plus each part of each name."""
-    parts: set[str] = set()
-    if "full_name" in frame.columns:  # notes say "Pt Webster" as often as the full name
-        for name in frame["full_name"].drop_nulls().to_list():
-            parts.update(p for p in re.split(r"[\s,]+", name) if len(p) >= 3)
-    return sorted(set(known) | parts, key=len, reverse=True)
+def identifier_values(frame: pl.DataFrame, columns: frozenset[str] = _IDENTIFYING) -> pl.Series:
+    """Every distinct identifying value the manifest holds, all rows (consented or not), as text."""
+    parts = [frame[c].drop_nulls().cast(pl.String).str.strip_chars() for c in frame.columns if c in columns]
+    if not parts:
+        return pl.Series("value", [], dtype=pl.String)
+    values = pl.concat(parts).rename("value").unique()
+    return values.filter(values.str.len_chars() > 0)
+
+
+def scrub_values(frame: pl.DataFrame) -> pl.Series:
+    """What free text is scrubbed of by literal match: identifier values the regex does not cover,
+    plus each part of each name (notes say "Pt Webster" as often as the full name)."""
+    literal = identifier_values(frame, _IDENTIFYING - _REGEX_COVERED)
+    if "full_name" not in frame.columns:
+        return literal
+    name_parts = (
+        frame["full_name"].drop_nulls().str.split(" ").explode().str.strip_chars(" ,").rename("value")
+    )
+    return pl.concat([literal, name_parts.filter(name_parts.str.len_chars() >= 3)]).unique()
 
 
 def transform(
-    frame: pl.DataFrame, policy: Policy, vault: PseudonymSource, scrub: list[str], release_date: dt.date
+    frame: pl.DataFrame, policy: Policy, vault: PseudonymSource, scrub: pl.Series, release_date: dt.date
 ) -> pl.DataFrame:
     """Apply each column's action; the result holds only released columns."""
     out: list[pl.Expr] = []
@@ -153,8 +170,9 @@ def transform(
             case FieldAction.ZIP3:
                 out.append(zip3(column, load_restricted_zip3()).alias("zip3"))
             case FieldAction.AGE_TOP_CODE:
-                at = "collection_date" if "collection_date" in frame.columns else "_release_date"
-                birth_year, age = age_top_code(column, at)
+                # age on the release date: a birth year that shows 90+ *now* is suppressed, even if the
+                # subject was younger at collection (Safe Harbor's "indicative of such age")
+                birth_year, age = age_top_code(column, "_release_date")
                 out += [birth_year.alias("birth_year"), age.alias("age")]
             case FieldAction.SCRUB:
                 out.append(scrub_text(column, scrub).alias(column))
@@ -193,9 +211,13 @@ def _released_order(policy: Policy, frame: pl.DataFrame) -> list[str]:
     return names
 
 
-def guard(released: pl.DataFrame, known: list[str]) -> None:
-    """Fail closed if any identifier value survives in a column name or string cell."""
-    scan = [v for v in known if len(v) >= _MIN_GUARD_LENGTH]
+def guard(released: pl.DataFrame, known: pl.Series) -> None:
+    """Fail closed if any identifier value survives in a column name or string cell.
+
+    The scrub's own marker is removed before matching, so a value like "Reda" does not match
+    "[REDACTED]"; what surrounds a marker is still scanned.
+    """
+    scan = known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH).to_list()
     lowered = {v.lower() for v in scan}
     for name in released.columns:
         if name.lower() in lowered:
@@ -205,9 +227,8 @@ def guard(released: pl.DataFrame, known: list[str]) -> None:
     for column in released.columns:
         if released[column].dtype != pl.String or not scan:
             continue
-        hits = released.select(
-            pl.col(column).str.contains_any(scan, ascii_case_insensitive=True).sum()
-        ).item()
+        text = pl.col(column).str.replace_all(REDACTED, "\n", literal=True)
+        hits = released.select(text.str.contains_any(scan, ascii_case_insensitive=True).sum()).item()
         if hits:
             raise DeidError(
                 f"column {column} would release {hits} value(s) containing an identifier from the manifest; "
@@ -215,13 +236,13 @@ def guard(released: pl.DataFrame, known: list[str]) -> None:
             )
 
 
-def guard_file(path: Path, known: list[str]) -> None:
+def guard_file(path: Path, known: pl.Series) -> None:
     """The Parquet footer (schema and key/value metadata) carries no identifier value either."""
     meta = pq.read_metadata(path)
     texts = [str(meta.schema)] + [f"{k!r}{v!r}" for k, v in (meta.metadata or {}).items()]
     blob = "\n".join(texts).lower()
-    for value in known:
-        if len(value) >= _MIN_GUARD_LENGTH and value.lower() in blob:
+    for value in known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH).to_list():
+        if value.lower() in blob:
             raise DeidError("the Parquet metadata would carry an identifier value; nothing was written")
 
 
@@ -238,7 +259,7 @@ def _record(
     now: dt.datetime,
     policy: Policy,
     vault: PseudonymSource,
-    frame: pl.DataFrame,
+    facts: dict[str, Any],
     released: pl.DataFrame,
     exclusions: Mapping[Exclusion, int],
     work: Path,
@@ -246,7 +267,6 @@ def _record(
     files = [
         {"name": p.name, "sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(work.iterdir())
     ]
-    genomic = {c: int(frame[c].drop_nulls().len()) for c in _GENOMIC_COLUMNS if c in frame.columns}
     return {
         "format": RELEASE_FORMAT,
         "release_id": release_id,
@@ -255,7 +275,7 @@ def _record(
         "class": "pseudonymised",
         "assessment": {"status": "not assessed", "note": "run `genegate assess` to certify a class"},
         "counts": {
-            "manifest_rows": frame.height,
+            "manifest_rows": facts["rows"],
             "included_samples": released.height,
             "included_subjects": int(released["subject_id"].n_unique())
             if "subject_id" in released.columns
@@ -267,13 +287,19 @@ def _record(
         "origin_regions": _region_counts(released),
         "genomic_files": {
             "status": "referenced, not yet de-identified into this release (issue #10)",
-            "referenced": genomic,
+            "referenced": facts["genomic"],
         },
         "files": files,
         "vault_domain": vault.domain,
         "zip_list_version": load_restricted_zip3().version,
         "tools": {name: version(name) for name in ("genegate", "polars", "pyarrow")},
     }
+
+
+def _manifest_facts(frame: pl.DataFrame) -> dict[str, Any]:
+    """Counts release.json needs from the identified frame (no values)."""
+    genomic = {c: int(frame[c].drop_nulls().len()) for c in _GENOMIC_COLUMNS if c in frame.columns}
+    return {"rows": frame.height, "genomic": genomic}
 
 
 def _region_counts(released: pl.DataFrame) -> dict[str, int]:

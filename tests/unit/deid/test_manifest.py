@@ -425,3 +425,21 @@ def test_validate_accepts_parsed_columns_and_refuses_other_types() -> None:
         validate_manifest(numeric, "frame")
     expected = ("frame", "column zip holds Int32 values; genegate reads manifest columns as text")
     assert expected == (caught.value.path, caught.value.detail)
+
+
+def test_path_with_glob_characters_is_read_literally(tmp_path: Path) -> None:
+    """A file name holding * or [ ] is opened as named, never expanded as a glob pattern."""
+    folder = tmp_path / "batch[2024]"
+    folder.mkdir()
+    path = _write(folder / "samples*.csv", HEADER, *ROWS)
+    assert EXPECTED.to_dict(as_series=False) == read_manifest(path).to_dict(as_series=False)
+
+
+def test_parquet_binary_column_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    """A Parquet binary column holding non-UTF-8 bytes is refused by column name, bytes unquoted."""
+    frame = pl.DataFrame(
+        {"sample_id": ["S1"], "subject_id": ["P1"], "consent_research": ["1"], "blob": [b"\xff\xfe"]}
+    )
+    frame.write_parquet(tmp_path / "binary.parquet")
+    detail = "column blob cannot be read as text; store it as UTF-8 strings"
+    assert detail == _refusal(tmp_path / "binary.parquet").detail
