@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from deid import builtin_text, deidentify, load_policy, policy_summary
 from flows.console import err, out, passphrase, settings
 from flows.errors import UsageProblem
 from keys import Keystore, Vault, WrapMode
@@ -19,12 +18,16 @@ policy_app = typer.Typer(help="Show and check de-identification policies.", no_a
 @policy_app.command("show")
 def show(name: Annotated[str, typer.Argument(help="safe-harbor, cgipa or gdpr-pseudonymised.")]) -> None:
     """Print a built-in profile as TOML, to copy and adapt."""
+    from deid import builtin_text
+
     out.print(builtin_text(name), markup=False, end="")
 
 
 @policy_app.command("check")
 def check(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="Policy TOML file.")]) -> None:
     """Validate a policy file (keys, actions, the profile's floor); exit 2 naming the first problem."""
+    from deid import load_policy, policy_summary
+
     policy = load_policy(str(file))
     summary = policy_summary(policy)
     if settings(ctx).json:
@@ -48,6 +51,8 @@ def register_deid_commands(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """De-identify a manifest into DIR/<release_id>/ (samples.parquet + release.json)."""
+        from deid import deidentify, load_policy
+
         if summary_only:
             raise UsageProblem("--summary-only is not built yet (issue #10); nothing was done")
         if not manifest.is_file():

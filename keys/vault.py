@@ -26,23 +26,29 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import polars as pl
-import pyarrow as pa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from pyarrow import ipc
 
 from keys.errors import KeyFormatError, KeyStoreError
 from keys.secret import DataKey
 from keys.signed_json import write_atomic
 from keys.wrap import KeyWrapper, WrappedKey
 
+if TYPE_CHECKING:  # polars and pyarrow load only when a vault is used: `import keys` stays light
+    import polars as pl
+    import pyarrow as pa
+
 VAULT_FORMAT = 1
-_ALPHABET = np.frombuffer(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", dtype=np.uint8)
+_ALPHABET = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 _CODE_CHARS = 12  # 60 bits
-_SCHEMA = pa.schema([("kind", pa.string()), ("value", pa.string()), ("code", pa.string())])
+
+
+def _schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("kind", pa.string()), ("value", pa.string()), ("code", pa.string())])
 
 
 class CodeKind(enum.StrEnum):
@@ -59,10 +65,13 @@ class CodeKind(enum.StrEnum):
 
 def random_codes(kind: CodeKind, n: int) -> list[str]:
     """n fresh random codes of a kind (not checked for collisions; see Vault.pseudonyms)."""
+    import numpy as np
+
+    alphabet = np.frombuffer(_ALPHABET, dtype=np.uint8)
     raw = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
     shifts = np.arange(_CODE_CHARS - 1, -1, -1, dtype=np.uint64) * np.uint64(5)
     digits = (raw[:, None] >> shifts) & np.uint64(31)
-    chars = _ALPHABET[digits.astype(np.intp)]
+    chars = alphabet[digits.astype(np.intp)]
     body = np.ascontiguousarray(chars).view(f"S{_CODE_CHARS}").ravel()
     return [kind.prefix + b.decode("ascii") for b in body.tolist()]
 
@@ -82,11 +91,16 @@ class Vault:
 
     def pseudonyms(self, kind: CodeKind, values: Sequence[str], create: bool = True) -> dict[str, str]:
         """The code of each value; with create, values without one get a new random code (stored)."""
+        import polars as pl
+
         frame = self.assign(kind, pl.Series("value", list(values), dtype=pl.String), create)
         return dict(zip(frame["value"].to_list(), frame["code"].to_list(), strict=True))
 
     def assign(self, kind: CodeKind, values: pl.Series, create: bool = True) -> pl.DataFrame:
         """A (value, code) frame for the distinct values, in first-seen order; new values get new codes."""
+        import polars as pl
+        import pyarrow as pa
+
         wanted = values.rename("value").cast(pl.String).unique(maintain_order=True).to_frame()
         with self._locked():
             key, table = self._load()
@@ -103,7 +117,7 @@ class Vault:
                 fresh = pl.Series("code", _unique_codes(kind, len(missing), set(stored["code"].to_list())))
                 added = pl.DataFrame({"value": missing, "code": fresh})
                 rows = added.with_columns(kind=pl.lit(kind.value)).select("kind", "value", "code")
-                self._store(key, pa.concat_tables([table, rows.to_arrow().cast(_SCHEMA)]))
+                self._store(key, pa.concat_tables([table, rows.to_arrow().cast(_schema())]))
                 joined = wanted.join(pl.concat([known, added]), on="value", how="left", maintain_order="left")
         return joined
 
@@ -128,7 +142,7 @@ class Vault:
     def _load(self) -> tuple[DataKey, pa.Table]:
         if not self.path.exists():
             key = DataKey.generate()
-            empty = _SCHEMA.empty_table()
+            empty = _schema().empty_table()
             self._store(key, empty, wrapped=self._wrapper.wrap(key, f"vault:{self.domain}"))
             return key, empty
         try:
@@ -150,13 +164,17 @@ class Vault:
                 f"{self.path} does not authenticate: it was altered; restore it from a backup"
             ) from exc
         self._wrapped = wrapped
+        from pyarrow import ipc
+
         return key, ipc.open_stream(plain).read_all()
 
     def _store(self, key: DataKey, table: pa.Table, wrapped: WrappedKey | None = None) -> None:
         wrapped = wrapped or self._wrapped
         self._wrapped = wrapped
+        from pyarrow import ipc
+
         sink = io.BytesIO()
-        with ipc.new_stream(sink, _SCHEMA) as writer:
+        with ipc.new_stream(sink, _schema()) as writer:
             writer.write_table(table)
         nonce = os.urandom(12)
         sealed = ChaCha20Poly1305(key.reveal()).encrypt(nonce, sink.getvalue(), self._aad)
