@@ -95,7 +95,7 @@ def deidentify(
         raise DeidError(f"every sample was excluded by the consent filter ({reasons}); nothing was written")
     released = transform(included, policy, vault, scrub, now.date())
     del included
-    guard(released, known)
+    guard(released, known, codes={"sample_id": CodeKind.SAMPLE, "subject_id": CodeKind.SUBJECT})
     out_root.mkdir(parents=True, exist_ok=True)
     work = out_root / f".{release_id}.partial-{secrets.token_hex(4)}"
     work.mkdir(mode=0o700)
@@ -211,12 +211,16 @@ def _released_order(policy: Policy, frame: pl.DataFrame) -> list[str]:
     return names
 
 
-def guard(released: pl.DataFrame, known: pl.Series) -> None:
+def guard(released: pl.DataFrame, known: pl.Series, codes: Mapping[str, CodeKind] | None = None) -> None:
     """Fail closed if any identifier value survives in a column name or string cell.
 
+    Code columns (codes maps column -> kind) are checked by form instead: every value must be a
+    vault code of that kind. A random code may contain, say, a 5-digit ZIP by chance (about 24
+    such codes in a million); that is not a leak, while a value that is not a code would be.
     The scrub's own marker is removed before matching, so a value like "Reda" does not match
     "[REDACTED]"; what surrounds a marker is still scanned.
     """
+    codes = codes or {}
     scan = known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH).to_list()
     lowered = {v.lower() for v in scan}
     for name in released.columns:
@@ -225,6 +229,13 @@ def guard(released: pl.DataFrame, known: pl.Series) -> None:
                 "a released column name equals an identifier value; rename the column in the manifest"
             )
     for column in released.columns:
+        if column in codes:
+            bad = released.select((~pl.col(column).str.contains(codes[column].pattern)).sum()).item()
+            if bad:
+                raise DeidError(
+                    f"column {column} holds {bad} value(s) that are not vault codes; nothing was written"
+                )
+            continue
         if released[column].dtype != pl.String or not scan:
             continue
         text = pl.col(column).str.replace_all(REDACTED, "\n", literal=True)

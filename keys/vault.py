@@ -58,6 +58,11 @@ class CodeKind(enum.StrEnum):
     SAMPLE = "sample"
 
     @property
+    def pattern(self) -> str:
+        """A regular expression that matches exactly the codes of this kind."""
+        return f"^{self.prefix}[{_ALPHABET.decode()}]{{{_CODE_CHARS}}}$"
+
+    @property
     def prefix(self) -> str:
         """GGP for people (subjects), GGS for samples."""
         return {CodeKind.SUBJECT: "GGP", CodeKind.SAMPLE: "GGS"}[self]

@@ -172,3 +172,13 @@ def test_guard_ignores_the_scrub_marker() -> None:
     guard(clean, pl.Series(["Reda", "ACTED"]))
     with pytest.raises(DeidError, match="column notes would release 1 value"):
         guard(pl.DataFrame({"notes": ["seen by Reda today"]}), pl.Series(["Reda"]))
+
+
+def test_guard_checks_code_columns_by_form() -> None:
+    """A vault code that happens to contain a known ZIP passes; a non-code value in a code column fails."""
+    from deid.release import guard
+
+    known = pl.Series(["94110"])
+    guard(pl.DataFrame({"sample_id": ["GGS0094110ABCDE"]}), known, codes={"sample_id": CodeKind.SAMPLE})
+    with pytest.raises(DeidError, match="column sample_id holds 1 value"):
+        guard(pl.DataFrame({"sample_id": ["GG19-00017"]}), known, codes={"sample_id": CodeKind.SAMPLE})
