@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -85,8 +85,9 @@ def deidentify(
     raw = read_manifest(manifest)
     frame = raw.rename(policy.canonical_names([c for c in raw.columns if c != "_row"], str(manifest)))
     del raw
-    known = identifier_values(frame)
-    scrub = scrub_values(frame)
+    per_column = identifier_columns(frame)
+    known, scrub = identifier_values(per_column), scrub_values(per_column)
+    del per_column
     facts = _manifest_facts(frame)
     included, exclusions = consent_filter(frame, now.date())
     del frame  # the identified frame is no longer needed: free it before the transforms
@@ -95,14 +96,14 @@ def deidentify(
         raise DeidError(f"every sample was excluded by the consent filter ({reasons}); nothing was written")
     released = transform(included, policy, vault, scrub, now.date())
     del included
-    guard(released, known, codes={"sample_id": CodeKind.SAMPLE, "subject_id": CodeKind.SUBJECT})
     out_root.mkdir(parents=True, exist_ok=True)
     work = out_root / f".{release_id}.partial-{secrets.token_hex(4)}"
     work.mkdir(mode=0o700)
     try:
         samples = work / "samples.parquet"
         released.write_parquet(samples, compression="zstd", statistics=False)
-        guard_file(samples, known)
+        codes = {"sample_id": CodeKind.SAMPLE, "subject_id": CodeKind.SUBJECT}
+        guard(released, known, codes, extra_texts=[footer_text(samples)])  # before anything is visible
         record = _record(release_id, now, policy, vault, facts, released, exclusions, work)
         (work / "release.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         try:
@@ -129,25 +130,32 @@ _REGEX_COVERED = frozenset(
 )  # fmt: skip
 
 
-def identifier_values(frame: pl.DataFrame, columns: frozenset[str] = _IDENTIFYING) -> pl.Series:
-    """Every distinct identifying value the manifest holds, all rows (consented or not), as text."""
-    parts = [frame[c].drop_nulls().cast(pl.String).str.strip_chars() for c in frame.columns if c in columns]
-    if not parts:
+def identifier_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
+    """The distinct non-empty values of each identifying column, all rows (consented or not), as text."""
+    out = {}
+    for column in (c for c in frame.columns if c in _IDENTIFYING):
+        values = frame[column].drop_nulls().cast(pl.String).str.strip_chars().unique()
+        out[column] = values.filter(values.str.len_chars() > 0).rename("value")
+    return out
+
+
+def identifier_values(per_column: Mapping[str, pl.Series]) -> pl.Series:
+    """Every identifying value the manifest holds, distinct."""
+    if not per_column:
         return pl.Series("value", [], dtype=pl.String)
-    values = pl.concat(parts).rename("value").unique()
-    return values.filter(values.str.len_chars() > 0)
+    return pl.concat(list(per_column.values())).unique()
 
 
-def scrub_values(frame: pl.DataFrame) -> pl.Series:
-    """What free text is scrubbed of by literal match: identifier values the regex does not cover,
-    plus each part of each name (notes say "Pt Webster" as often as the full name)."""
-    literal = identifier_values(frame, _IDENTIFYING - _REGEX_COVERED)
-    if "full_name" not in frame.columns:
-        return literal
-    name_parts = (
-        frame["full_name"].drop_nulls().str.split(" ").explode().str.strip_chars(" ,").rename("value")
-    )
-    return pl.concat([literal, name_parts.filter(name_parts.str.len_chars() >= 3)]).unique()
+def scrub_values(per_column: Mapping[str, pl.Series]) -> pl.Series:
+    """What free text is scrubbed of by literal match: identifier values the scrub regex does not
+    cover, plus each part of each name (notes say "Pt Webster" as often as the full name)."""
+    literal = [v for c, v in per_column.items() if c not in _REGEX_COVERED]
+    if "full_name" in per_column:
+        parts = per_column["full_name"].str.split(" ").explode().str.strip_chars(" ,")
+        literal.append(parts.filter(parts.str.len_chars() >= 3))
+    if not literal:
+        return pl.Series("value", [], dtype=pl.String)
+    return pl.concat(literal).unique()
 
 
 def transform(
@@ -211,50 +219,71 @@ def _released_order(policy: Policy, frame: pl.DataFrame) -> list[str]:
     return names
 
 
-def guard(released: pl.DataFrame, known: pl.Series, codes: Mapping[str, CodeKind] | None = None) -> None:
-    """Fail closed if any identifier value survives in a column name or string cell.
+def guard(
+    released: pl.DataFrame,
+    known: pl.Series,
+    codes: Mapping[str, CodeKind] | None = None,
+    extra_texts: Sequence[str] = (),
+) -> None:
+    """Fail closed if any identifier value survives in a column name, a string cell or extra_texts.
 
-    Code columns (codes maps column -> kind) are checked by form instead: every value must be a
-    vault code of that kind. A random code may contain, say, a 5-digit ZIP by chance (about 24
-    such codes in a million); that is not a leak, while a value that is not a code would be.
-    The scrub's own marker is removed before matching, so a value like "Reda" does not match
-    "[REDACTED]"; what surrounds a marker is still scanned.
+    One Aho-Corasick pass (case-insensitive) over the distinct values of every string column, the
+    column names and extra_texts (the Parquet footer) against every identifier value of 4+
+    characters. Code columns (codes maps column -> kind) are checked by form instead: every value
+    must be a vault code of that kind. A random code may contain, say, a 5-digit ZIP by chance
+    (about 24 such codes in a million); that is not a leak, while a value that is not a code
+    would be. The scrub's own marker is removed first, so "Reda" does not match "[REDACTED]".
     """
     codes = codes or {}
-    scan = known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH).to_list()
-    lowered = {v.lower() for v in scan}
-    for name in released.columns:
-        if name.lower() in lowered:
-            raise DeidError(
-                "a released column name equals an identifier value; rename the column in the manifest"
-            )
-    for column in released.columns:
-        if column in codes:
-            bad = released.select((~pl.col(column).str.contains(codes[column].pattern)).sum()).item()
+    for column, kind in codes.items():
+        if column in released.columns:
+            bad = released.select((~pl.col(column).str.contains(kind.pattern)).sum()).item()
             if bad:
                 raise DeidError(
                     f"column {column} holds {bad} value(s) that are not vault codes; nothing was written"
                 )
-            continue
-        if released[column].dtype != pl.String or not scan:
-            continue
+    # sorted: the automaton builds about five times faster from sorted patterns (2M: 2.5 s vs 12.6 s)
+    patterns = known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH).sort()
+    if patterns.is_empty():
+        return
+    scanned = [c for c in released.columns if c not in codes and released[c].dtype == pl.String]
+    texts = pl.concat(
+        [released[c].drop_nulls().unique() for c in scanned]
+        + [pl.Series(released.columns, dtype=pl.String), pl.Series(list(extra_texts), dtype=pl.String)]
+    )
+    cleaned = texts.str.replace_all(REDACTED, "\n", literal=True).unique().rename("t").to_frame()
+    if not cleaned.select(_contains_any(pl.col("t"), patterns).any()).item():
+        return
+    for column in scanned:  # a leak: find where, to say so (slow path, runs only on failure)
         text = pl.col(column).str.replace_all(REDACTED, "\n", literal=True)
-        hits = released.select(text.str.contains_any(scan, ascii_case_insensitive=True).sum()).item()
+        hits = released.select(_contains_any(text, patterns).sum()).item()
         if hits:
             raise DeidError(
                 f"column {column} would release {hits} value(s) containing an identifier from the manifest; "
                 f"set its action to drop or scrub in the policy. Nothing was written"
             )
+    raise DeidError(
+        "a column name or the Parquet metadata would carry an identifier value; nothing was written"
+    )
 
 
-def guard_file(path: Path, known: pl.Series) -> None:
-    """The Parquet footer (schema and key/value metadata) carries no identifier value either."""
+def _contains_any(text: pl.Expr, patterns: pl.Series) -> pl.Expr:
+    """True where text contains any pattern, ASCII case-insensitively.
+
+    Written as "replacing the patterns changes the text": polars' replace_many builds one
+    Aho-Corasick automaton for millions of patterns in about a second, where str.contains_any
+    took minutes (measured: 2M patterns, 164 s against 0.7 s).
+    """
+    found = text.str.replace_many(
+        pl.lit(patterns.implode()), ["\x00"], ascii_case_insensitive=True, leftmost=True
+    )
+    return found != text
+
+
+def footer_text(path: Path) -> str:
+    """The Parquet footer as text: schema and key/value metadata."""
     meta = pq.read_metadata(path)
-    texts = [str(meta.schema)] + [f"{k!r}{v!r}" for k, v in (meta.metadata or {}).items()]
-    blob = "\n".join(texts).lower()
-    for value in known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH).to_list():
-        if value.lower() in blob:
-            raise DeidError("the Parquet metadata would carry an identifier value; nothing was written")
+    return "\n".join([str(meta.schema)] + [f"{k!r}{v!r}" for k, v in (meta.metadata or {}).items()])
 
 
 def _sha256(path: Path) -> str:
