@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from keys.keyfiles import parse_public_key
 
 from keys import (
     DataKey,
@@ -21,6 +20,7 @@ from keys import (
     WrapMode,
     WrongPassphrase,
 )
+from keys.keyfiles import parse_public_key
 
 PASS = Passphrase("correct horse battery")
 
