@@ -23,7 +23,7 @@ import io
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,28 +103,50 @@ class Vault:
 
     def assign(self, kind: CodeKind, values: pl.Series, create: bool = True) -> pl.DataFrame:
         """A (value, code) frame for the distinct values, in first-seen order; new values get new codes."""
+        return self.assign_many({kind: values}, create)[kind]
+
+    def assign_many(
+        self, requests: Mapping[CodeKind, pl.Series], create: bool = True
+    ) -> dict[CodeKind, pl.DataFrame]:
+        """assign for several kinds under one lock, one load and at most one store of the vault."""
         import polars as pl
         import pyarrow as pa
 
-        wanted = values.rename("value").cast(pl.String).unique(maintain_order=True).to_frame()
+        out: dict[CodeKind, pl.DataFrame] = {}
         with self._locked():
             key, table = self._load()
             stored = pl.from_arrow(table)
             assert isinstance(stored, pl.DataFrame)
-            known = stored.filter(pl.col("kind") == kind.value).select("value", "code")
-            joined = wanted.join(known, on="value", how="left", maintain_order="left")
-            missing = joined.filter(pl.col("code").is_null())["value"]
-            if len(missing) and not create:
-                raise KeyStoreError(
-                    f"{len(missing)} {kind} value(s) have no code in vault domain {self.domain}"
-                )
-            if len(missing):
-                fresh = pl.Series("code", _unique_codes(kind, len(missing), set(stored["code"].to_list())))
-                added = pl.DataFrame({"value": missing, "code": fresh})
-                rows = added.with_columns(kind=pl.lit(kind.value)).select("kind", "value", "code")
-                self._store(key, pa.concat_tables([table, rows.to_arrow().cast(_schema())]))
-                joined = wanted.join(pl.concat([known, added]), on="value", how="left", maintain_order="left")
-        return joined
+            used = stored.get_column("code")
+            added_rows: list[pl.DataFrame] = []
+            for kind, values in requests.items():
+                wanted = values.rename("value").cast(pl.String).unique(maintain_order=True).to_frame()
+                known = stored.filter(pl.col("kind") == kind.value).select("value", "code")
+                joined = wanted.join(known, on="value", how="left", maintain_order="left")
+                missing = joined.filter(pl.col("code").is_null()).get_column("value")
+                if len(missing) and not create:
+                    raise KeyStoreError(
+                        f"{len(missing)} {kind} value(s) have no code in vault domain {self.domain}"
+                    )
+                if len(missing):
+                    fresh = _unique_codes(kind, len(missing), used)
+                    used = pl.concat([used, fresh])
+                    added = pl.DataFrame({"value": missing, "code": fresh})
+                    added_rows.append(
+                        added.with_columns(kind=pl.lit(kind.value)).select("kind", "value", "code")
+                    )
+                    joined = joined.with_columns(
+                        pl.col("code").fill_null(
+                            pl.col("value").replace_strict(
+                                added.get_column("value"), added.get_column("code"), default=None
+                            )
+                        )
+                    )
+                out[kind] = joined
+            if added_rows:
+                new = pl.concat(added_rows).to_arrow().cast(_schema())
+                self._store(key, pa.concat_tables([table, new]))
+        return out
 
     def size(self) -> dict[str, int]:
         """How many codes of each kind the domain holds (counts only)."""
@@ -193,13 +215,15 @@ class Vault:
         write_atomic(self.path, json.dumps(body).encode("utf-8") + b"\n" + sealed, mode=0o600)
 
 
-def _unique_codes(kind: CodeKind, n: int, used: set[str]) -> list[str]:
-    """n random codes, none already used in the domain and no two alike."""
-    out: list[str] = []
-    seen = set(used)
-    while len(out) < n:
-        for code in random_codes(kind, n - len(out)):
-            if code not in seen:
-                seen.add(code)
-                out.append(code)
+def _unique_codes(kind: CodeKind, n: int, used: pl.Series) -> pl.Series:
+    """n random codes, none already used in the domain and no two alike (checked column-wise)."""
+    import polars as pl
+
+    out = pl.Series("code", [], dtype=pl.String)
+    while out.len() < n:
+        batch = pl.Series("code", random_codes(kind, n - out.len()), dtype=pl.String)
+        batch = batch.filter(~batch.is_in(used.implode()) & ~batch.is_in(out.implode())).unique(
+            maintain_order=True
+        )
+        out = pl.concat([out, batch])
     return out

@@ -16,6 +16,8 @@ from deid.transforms import (
     TOP_AGE,
     age_top_code,
     load_restricted_zip3,
+    narrow_patterns,
+    scrub_series,
     scrub_text,
     year,
     zip3,
@@ -123,3 +125,28 @@ def test_age_top_code_matches_the_calendar_and_hides_ages_over_89(
         age = then.year - born.year - ((then.month, then.day) < (born.month, born.day))
         expected.append((None, "90+") if age >= TOP_AGE else (born.year, str(age)))
     assert expected == actual
+
+
+@THOROUGH
+@given(notes_and_values(), st.lists(identifier_values(), max_size=6))
+def test_narrowing_keeps_every_value_that_occurs(
+    case: tuple[list[str], list[str]], others: list[str]
+) -> None:
+    """narrow_patterns may drop only values that occur in no text (ASCII case folded), never one that does."""
+    texts, values = case
+    candidates = values + others
+    kept = set(narrow_patterns(pl.Series(candidates, dtype=pl.String), pl.Series(texts, dtype=pl.String)))
+    occurring = {v for v in candidates if any(_left_over(t, v) for t in texts)}
+    assert set() == occurring - kept
+
+
+@THOROUGH
+@given(notes_and_values(), st.lists(identifier_values(), max_size=6))
+def test_scrub_series_equals_scrub_text(case: tuple[list[str], list[str]], others: list[str]) -> None:
+    """Scrubbing distinct values against narrowed patterns gives what scrubbing every row gives."""
+    texts, values = case
+    rows = [*texts, *texts[:2], None]
+    expected = pl.DataFrame({"notes": rows}, schema={"notes": pl.String}).select(
+        scrub_text("notes", values + others)
+    )
+    assert expected.to_series().to_list() == scrub_series(pl.Series("notes", rows), values + others).to_list()
