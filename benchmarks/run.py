@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_crypt4gh, bench_manifest, bench_synth
+from benchmarks import bench_alignment, bench_crypt4gh, bench_fastq, bench_manifest, bench_synth, bench_vcf
 from benchmarks.harness import markdown
 
 # Each module's run() returns its tables: (title, rows, baseline row name or None).
-MODULES = (bench_synth, bench_crypt4gh, bench_manifest)
+MODULES = (bench_synth, bench_crypt4gh, bench_manifest, bench_vcf, bench_alignment, bench_fastq)
 
 
 def main() -> None:

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 from deid.errors import DeidError, MalformedInput, OutputExists
 
 if TYPE_CHECKING:
+    from deid.alignment import AlignmentStats, deidentify_alignment
     from deid.consent import Exclusion
+    from deid.fastq import FastqStats, deidentify_fastq
+    from deid.genomic import Job, plan_files, run_jobs
     from deid.manifest import read_manifest
     from deid.policy import (
         BUILTIN,
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
         policy_summary,
     )
     from deid.release import ReleaseResult, deidentify
+    from deid.vcf import VcfStats, allele_frequencies, deidentify_vcf
 
 # name -> module: loaded on first use, so `import deid` (and its error types) does not load polars
 _LAZY = {
@@ -38,6 +42,10 @@ _LAZY = {
     ),
     "ReleaseResult": "deid.release",
     "deidentify": "deid.release",
+    **dict.fromkeys(("AlignmentStats", "deidentify_alignment"), "deid.alignment"),
+    **dict.fromkeys(("FastqStats", "deidentify_fastq"), "deid.fastq"),
+    **dict.fromkeys(("Job", "plan_files", "run_jobs"), "deid.genomic"),
+    **dict.fromkeys(("VcfStats", "allele_frequencies", "deidentify_vcf"), "deid.vcf"),
 }  # fmt: skip
 
 
@@ -51,19 +59,29 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BUILTIN",
+    "AlignmentStats",
     "DeidError",
     "Exclusion",
+    "FastqStats",
     "FieldAction",
     "GenomicRules",
+    "Job",
     "MalformedInput",
     "OutputExists",
     "Policy",
     "Profile",
     "ReleaseResult",
+    "VcfStats",
+    "allele_frequencies",
     "builtin_text",
     "deidentify",
+    "deidentify_alignment",
+    "deidentify_fastq",
+    "deidentify_vcf",
     "load_policy",
     "parse_policy",
+    "plan_files",
     "policy_summary",
     "read_manifest",
+    "run_jobs",
 ]

@@ -83,6 +83,7 @@ _ACTION_COLUMNS: dict[FieldAction, tuple[str, ...]] = {
     FieldAction.GENERALISE_YEAR: ("date_of_birth", *PERSON_DATES, "consent_revoked_at"),
 }
 _DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_DUO = re.compile(r"^DUO:[0-9]{7}$")
 
 
 class _Meta(BaseModel):
@@ -92,6 +93,9 @@ class _Meta(BaseModel):
     version: str = "1"
     vault_domain: str = "default"
     description: str = ""
+    # DUO terms (Data Use Ontology): one permission (NRES 0000004, GRU 0000042, HMB 0000006, DS
+    # 0000007) and any modifiers; the gate admits a recipient only for a purpose these allow
+    data_use: list[str] = Field(default_factory=lambda: ["DUO:0000042"])
 
 
 class _Risk(BaseModel):
@@ -155,6 +159,7 @@ class Policy:
     sensitive_attributes: tuple[str, ...]
     genomic: GenomicRules
     thresholds: Mapping[str, float]
+    data_use: tuple[str, ...] = ("DUO:0000042",)
     digest: str = field(default="")
 
     def columns_with(self, *actions: FieldAction) -> list[str]:
@@ -218,6 +223,11 @@ def _build(parsed: _PolicyFile, source: str) -> Policy:
     meta = parsed.policy
     if not _DOMAIN.match(meta.vault_domain):
         raise MalformedInput(source, "policy.vault_domain: use 1-40 lowercase letters, digits and dashes")
+    bad_terms = [t for t in meta.data_use if not _DUO.match(t)]
+    if bad_terms or not meta.data_use:
+        raise MalformedInput(
+            source, "policy.data_use: list DUO terms written DUO:0000042 (at least one permission)"
+        )
     for alias, canonical in parsed.aliases.items():
         if canonical not in parsed.columns:
             raise MalformedInput(source, f"aliases.{alias}: {canonical} is not a column under [columns]")
@@ -252,6 +262,7 @@ def _build(parsed: _PolicyFile, source: str) -> Policy:
             aux_tags_keep=tuple(g.aux_tags_keep),
         ),
         thresholds=dict(parsed.thresholds),
+        data_use=tuple(meta.data_use),
         digest=f"sha256:{digest}",
     )
 
@@ -281,5 +292,6 @@ def policy_summary(policy: Policy) -> dict[str, Any]:
         "profile": policy.profile,
         "version": policy.version,
         "vault_domain": policy.vault_domain,
+        "data_use": list(policy.data_use),
         "digest": policy.digest,
     }

@@ -19,24 +19,24 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from deid.consent import Exclusion, consent_filter
 from deid.errors import DeidError, MalformedInput, OutputExists
+from deid.genomic import plan_files, released_texts, run_jobs
+from deid.guard import footer_text, guard
+from deid.ledger import subject_facts, write_ledger
 from deid.manifest import read_manifest
 from deid.policy import DIRECT_IDENTIFIERS, FieldAction, Policy, policy_summary
 from deid.transforms import (
-    REDACTED,
     age_top_code,
     load_restricted_zip3,
-    narrow_patterns,
     scrub_series,
     year,
     zip3,
@@ -46,7 +46,6 @@ from keys import CodeKind
 RELEASE_FORMAT = 1
 _RELEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _GENOMIC_COLUMNS = ("vcf", "alignment", "fastq")
-_MIN_GUARD_LENGTH = 4  # shorter values (e.g. "CA", "M") are too generic to scan for
 
 
 class PseudonymSource(Protocol):
@@ -87,8 +86,17 @@ def deidentify(
     *,
     release_id: str | None = None,
     now: dt.datetime | None = None,
+    summary_only: bool = False,
+    ledger: Path | None = None,
+    revoked_subjects: Collection[str] = (),
 ) -> ReleaseResult:
-    """De-identify manifest under policy into out_root/<release_id>/ (atomic; refuses an existing id)."""
+    """De-identify manifest under policy into out_root/<release_id>/ (atomic; refuses an existing id).
+
+    The genomic files the included rows name are de-identified into the release too (deid.genomic);
+    summary_only releases allele frequencies instead of any individual-level file. ledger is the
+    lab-side directory for the release's ledger (deid.ledger); revoked_subjects are subject ids the
+    lab's consent register holds as revoked, excluded like a consent_revoked_at in the manifest.
+    """
     now = now or dt.datetime.now(dt.UTC)
     release_id = release_id or new_release_id(now)
     if not _RELEASE_ID.match(release_id):
@@ -103,31 +111,108 @@ def deidentify(
     known, scrub = identifier_values(per_column), scrub_values(per_column)
     del per_column
     facts = _manifest_facts(frame)
-    included, exclusions = consent_filter(frame, now.date())
+    included, exclusions = consent_filter(_with_register(frame, revoked_subjects, now.date()), now.date())
     del frame  # the identified frame is no longer needed: free it before the transforms
     if included.height == 0:
         reasons = ", ".join(f"{r} {n}" for r, n in exclusions.items() if n)
         raise DeidError(f"every sample was excluded by the consent filter ({reasons}); nothing was written")
+    lab_side = included.select([c for c in _LAB_SIDE if c in included.columns])
+    placeholder = pl.Series([str(i) for i in range(included.height)], dtype=pl.String)
+    plan_files(lab_side, placeholder, manifest.parent, str(manifest), summary_only=summary_only)  # fail early
     released = transform(included, policy, vault, scrub, now.date())
     del included
     out_root.mkdir(parents=True, exist_ok=True)
-    work = out_root / f".{release_id}.partial-{secrets.token_hex(4)}"
+    record = _assemble(
+        _Assembly(release_id, target, manifest, policy, vault, now, summary_only, ledger),
+        released, lab_side, known, facts, exclusions,
+    )  # fmt: skip
+    return ReleaseResult(release_id, target, record)
+
+
+@dataclass(frozen=True, slots=True)
+class _Assembly:
+    release_id: str
+    target: Path
+    manifest: Path
+    policy: Policy
+    vault: PseudonymSource
+    now: dt.datetime
+    summary_only: bool
+    ledger: Path | None
+
+
+def _assemble(
+    a: _Assembly,
+    released: pl.DataFrame,
+    lab_side: pl.DataFrame,
+    known: pl.Series,
+    facts: dict[str, Any],
+    exclusions: Mapping[Exclusion, int],
+) -> dict[str, Any]:
+    """Write the release in a hidden sibling directory, guard it, then rename it into place."""
+    work = a.target.parent / f".{a.release_id}.partial-{secrets.token_hex(4)}"
     work.mkdir(mode=0o700)
+    ledger_path: Path | None = None
     try:
-        samples = work / "samples.parquet"
-        released.write_parquet(samples, compression="zstd", statistics=False)
-        codes = {"sample_id": CodeKind.SAMPLE, "subject_id": CodeKind.SUBJECT}
-        guard(released, known, codes, extra_texts=[footer_text(samples)])  # before anything is visible
-        record = _record(release_id, now, policy, vault, facts, released, exclusions, work)
+        codes = released["sample_id"]
+        jobs = plan_files(
+            lab_side,
+            codes,
+            a.manifest.parent,
+            str(a.manifest),
+            summary_only=a.summary_only,
+            min_population=int(a.policy.thresholds.get("T11_k", 5)),
+        )
+        genomic = run_jobs(jobs, work, a.policy.genomic)
+        texts = released_texts(work)
+        if not a.summary_only:
+            samples = work / "samples.parquet"
+            released.write_parquet(samples, compression="zstd", statistics=False)
+            texts.append(footer_text(samples))
+        guard(
+            released, known, {"sample_id": CodeKind.SAMPLE, "subject_id": CodeKind.SUBJECT}, extra_texts=texts
+        )
+        record = _record(a.release_id, a.now, a.policy, a.vault, facts, released, exclusions, work)
+        record["summary_only"] = a.summary_only
+        record["genomic_files"] = {"inputs": facts["genomic"], "released": genomic}
         (work / "release.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        if a.ledger is not None:
+            subjects = subject_facts(lab_side, released["subject_id"], a.now.date())
+            individual = not a.summary_only and any(k in genomic for k in ("vcf", "alignment", "fastq"))
+            ledger_path = write_ledger(
+                a.ledger, a.release_id, a.vault.domain, record["release_sha256"], individual, subjects
+            )
         try:
-            os.rename(work, target)
+            os.rename(work, a.target)
         except OSError as exc:
-            raise OutputExists(str(target)) from exc
+            raise OutputExists(str(a.target)) from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if ledger_path is not None:
+            ledger_path.unlink(missing_ok=True)
         raise
-    return ReleaseResult(release_id, target, record)
+    return record
+
+
+# what the lab keeps of the included rows after the transforms: file paths, consents, regions
+_LAB_SIDE = (
+    "_row", "sample_id", "vcf", "vcf_sample", "alignment", "fastq", "ancestry", "residence_region",
+    "consent_transfer", "date_of_birth", "collection_date", "guardian_consent", "received_opt_out",
+)  # fmt: skip
+
+
+def _with_register(frame: pl.DataFrame, revoked: Collection[str], today: dt.date) -> pl.DataFrame:
+    """frame with consent_revoked_at set for subjects the consent register holds as revoked."""
+    if not revoked:
+        return frame
+    current = pl.col("consent_revoked_at") if "consent_revoked_at" in frame.columns else pl.lit(None, pl.Date)
+    hit = pl.col("subject_id").is_in(pl.Series(list(revoked), dtype=pl.String).implode())
+    return frame.with_columns(
+        pl.when(hit)
+        .then(current.fill_null(pl.lit(today, pl.Date)))
+        .otherwise(current)
+        .alias("consent_revoked_at")
+    )
 
 
 _IDENTIFYING = frozenset(
@@ -235,76 +320,6 @@ def _released_order(policy: Policy, frame: pl.DataFrame) -> list[str]:
     return names
 
 
-def guard(
-    released: pl.DataFrame,
-    known: pl.Series,
-    codes: Mapping[str, CodeKind] | None = None,
-    extra_texts: Sequence[str] = (),
-) -> None:
-    """Fail closed if any identifier value survives in a column name, a string cell or extra_texts.
-
-    One Aho-Corasick pass (case-insensitive) over the distinct values of every string column, the
-    column names and extra_texts (the Parquet footer) against every identifier value of 4+
-    characters. Code columns (codes maps column -> kind) are checked by form instead: every value
-    must be a vault code of that kind. A random code may contain, say, a 5-digit ZIP by chance
-    (about 24 such codes in a million); that is not a leak, while a value that is not a code
-    would be. The scrub's own marker is removed first, so "Reda" does not match "[REDACTED]".
-    """
-    codes = codes or {}
-    for column, kind in codes.items():
-        if column in released.columns:
-            bad = released.select((~pl.col(column).str.contains(kind.pattern)).sum()).item()
-            if bad:
-                raise DeidError(
-                    f"column {column} holds {bad} value(s) that are not vault codes; nothing was written"
-                )
-    patterns = known.filter(known.str.len_chars() >= _MIN_GUARD_LENGTH)
-    if patterns.is_empty():
-        return
-    scanned = [c for c in released.columns if c not in codes and released[c].dtype == pl.String]
-    texts = pl.concat(
-        [released[c].drop_nulls().unique() for c in scanned]
-        + [pl.Series(released.columns, dtype=pl.String), pl.Series(list(extra_texts), dtype=pl.String)]
-    )
-    cleaned = texts.str.replace_all(REDACTED, "\n", literal=True).unique().rename("t").to_frame()
-    # sorted: the automaton builds about five times faster from sorted patterns (2M: 2.5 s vs 12.6 s)
-    patterns = narrow_patterns(patterns, cleaned.get_column("t")).sort()
-    if patterns.is_empty():
-        return
-    if not cleaned.select(_contains_any(pl.col("t"), patterns).any()).item():
-        return
-    for column in scanned:  # a leak: find where, to say so (slow path, runs only on failure)
-        text = pl.col(column).str.replace_all(REDACTED, "\n", literal=True)
-        hits = released.select(_contains_any(text, patterns).sum()).item()
-        if hits:
-            raise DeidError(
-                f"column {column} would release {hits} value(s) containing an identifier from the manifest; "
-                f"set its action to drop or scrub in the policy. Nothing was written"
-            )
-    raise DeidError(
-        "a column name or the Parquet metadata would carry an identifier value; nothing was written"
-    )
-
-
-def _contains_any(text: pl.Expr, patterns: pl.Series) -> pl.Expr:
-    """True where text contains any pattern, ASCII case-insensitively.
-
-    Written as "replacing the patterns changes the text": polars' replace_many builds one
-    Aho-Corasick automaton for millions of patterns in about a second, where str.contains_any
-    took minutes (measured: 2M patterns, 164 s against 0.7 s).
-    """
-    found = text.str.replace_many(
-        pl.lit(patterns.implode()), ["\x00"], ascii_case_insensitive=True, leftmost=True
-    )
-    return found != text
-
-
-def footer_text(path: Path) -> str:
-    """The Parquet footer as text: schema and key/value metadata."""
-    meta = pq.read_metadata(path)
-    return "\n".join([str(meta.schema)] + [f"{k!r}{v!r}" for k, v in (meta.metadata or {}).items()])
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -324,7 +339,9 @@ def _record(
     work: Path,
 ) -> dict[str, Any]:
     files = [
-        {"name": p.name, "sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(work.iterdir())
+        {"name": p.relative_to(work).as_posix(), "sha256": _sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(work.rglob("*"))
+        if p.is_file()
     ]
     return {
         "format": RELEASE_FORMAT,
@@ -344,15 +361,19 @@ def _record(
         },
         "excluded": {str(reason): count for reason, count in exclusions.items()},
         "origin_regions": _region_counts(released),
-        "genomic_files": {
-            "status": "referenced, not yet de-identified into this release (issue #10)",
-            "referenced": facts["genomic"],
-        },
         "files": files,
+        "release_sha256": release_digest(files),
+        "data_use": list(policy.data_use),
         "vault_domain": vault.domain,
         "zip_list_version": load_restricted_zip3().version,
         "tools": {name: version(name) for name in ("genegate", "polars", "pyarrow")},
     }
+
+
+def release_digest(files: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 of the release's file list (names, digests, sizes) as canonical JSON: names its content."""
+    canonical = json.dumps(list(files), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _manifest_facts(frame: pl.DataFrame) -> dict[str, Any]:

@@ -219,10 +219,11 @@ def narrow_patterns(values: pl.Series, texts: pl.Series) -> pl.Series:
     Building an Aho-Corasick automaton costs about a second per million patterns, while the texts a
     release holds (the distinct values of a few columns) are often a few hundred strings. A value of
     NARROW_GRAM or more ASCII characters can only occur, ASCII case-insensitively as the matchers
-    here search, where each of its NARROW_GRAM-character windows does; so such a value whose first,
-    middle or last window (lower-cased) is none of the texts' lower-cased windows is left out. Shorter values and
-    values with non-ASCII characters (whose case and Unicode forms scrub_text adds) are all kept. Too
-    much text (NARROW_MAX_CHARS) and the values come back unchanged.
+    here search, where each of its NARROW_GRAM-character windows does; so such a value whose
+    first, middle or last window (lower-cased) is none of the texts' lower-cased windows is left
+    out. Shorter values and values with non-ASCII characters (whose case and Unicode forms
+    scrub_text adds) are all kept. Too much text (NARROW_MAX_CHARS) and the values come back
+    unchanged.
     """
     texts = texts.drop_nulls().cast(pl.String).unique()
     windows = texts.str.len_chars().clip(lower_bound=NARROW_GRAM - 1) - (NARROW_GRAM - 1)

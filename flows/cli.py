@@ -21,6 +21,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 from deid import DeidError
 from flows.cli_crypt import register_crypt_commands
 from flows.cli_deid import policy_app, register_deid_commands
+from flows.cli_gate import consent_app, register_gate_commands
 from flows.cli_keys import keys_app
 from flows.console import Settings, err, out, settings
 from flows.errors import NotBuilt, UsageProblem
@@ -46,6 +47,8 @@ register_deid_commands(app)
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(law_app, name="law")
+app.add_typer(consent_app, name="consent")
+register_gate_commands(app, law_app)
 
 
 @app.callback()
@@ -142,7 +145,6 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
 
 
 _not_built("assess", 5, "Run the re-identification tests on a release; results to Parquet.")
-_not_built("transfer", 7, "Gate, encrypt, deliver and log a release for one recipient.")
 _not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
 for _name, _help in (
     ("verify", "Verify the hash chain and every signature of the transfer log."),
@@ -151,7 +153,6 @@ for _name, _help in (
     ("report", "Write an HTML report of the log."),
 ):
     _not_built(f"audit {_name}", 7, _help, audit_app)
-_not_built("law show", 6, "Print the legal tables with their versions.", law_app)
 
 
 def run(argv: list[str] | None = None) -> int:

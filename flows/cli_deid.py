@@ -10,7 +10,7 @@ import typer
 
 from flows.console import err, out, passphrase, settings
 from flows.errors import UsageProblem
-from keys import Keystore, Vault, WrapMode
+from keys import ConsentRegister, Keystore, Vault, WrapMode
 
 policy_app = typer.Typer(help="Show and check de-identification policies.", no_args_is_help=True)
 
@@ -50,11 +50,9 @@ def register_deid_commands(app: typer.Typer) -> None:
             bool, typer.Option("--summary-only", help="Release only aggregate allele frequencies.")
         ] = False,
     ) -> None:
-        """De-identify a manifest into DIR/<release_id>/ (samples.parquet + release.json)."""
+        """De-identify a manifest and its genomic files into DIR/<release_id>/."""
         from deid import deidentify, load_policy
 
-        if summary_only:
-            raise UsageProblem("--summary-only is not built yet (issue #10); nothing was done")
         if not manifest.is_file():
             raise UsageProblem(f"--manifest {manifest}: no such file")
         chosen = load_policy(policy)
@@ -62,7 +60,19 @@ def register_deid_commands(app: typer.Typer) -> None:
         needs_passphrase = store.config().wrap_mode is WrapMode.LAB_KEY
         wrapper = store.vault_wrapper(passphrase() if needs_passphrase else None)
         vault = Vault(store.home, chosen.vault_domain, wrapper)
-        result = deidentify(manifest, chosen, out_dir, vault, release_id=release_id)
+        revoked = ConsentRegister(
+            store.home, wrapper
+        ).revocations()  # the lab's register, not only the manifest
+        result = deidentify(
+            manifest,
+            chosen,
+            out_dir,
+            vault,
+            release_id=release_id,
+            summary_only=summary_only,
+            ledger=store.home / "ledger",
+            revoked_subjects=set(revoked),
+        )
         if settings(ctx).json:
             out.print_json(json.dumps(result.record))
             return

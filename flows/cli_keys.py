@@ -11,7 +11,7 @@ from rich.table import Table
 
 from flows.console import iso_date, now_stamp, out, passphrase, settings, today
 from flows.errors import UsageProblem
-from keys import Basis, BasisType, Keystore, KmsConfig, Recipient, new_recipient
+from keys import DEFAULT_JURISDICTION, Basis, BasisType, Keystore, KmsConfig, Recipient, new_recipient
 
 keys_app = typer.Typer(help="Lab keys, partner recipients and their transfer bases.", no_args_is_help=True)
 
@@ -38,12 +38,16 @@ def init(
     kms_endpoint_url: Annotated[
         str | None, typer.Option(help="KMS endpoint (a VPC endpoint, a test server).")
     ] = None,
+    jurisdiction: Annotated[
+        str,
+        typer.Option(help="Where the lab is established: US-CA, EU-DE, GB, CH, JP, CN (an origin regime)."),
+    ] = DEFAULT_JURISDICTION,
 ) -> None:
     """Create the lab's Crypt4GH key pair and log-signing key (passphrase-protected)."""
     if kms_key_id is None and (kms_region or kms_endpoint_url):
         raise UsageProblem("--kms-region and --kms-endpoint-url need --kms-key-id")
     kms = KmsConfig(kms_key_id, kms_region, kms_endpoint_url) if kms_key_id else None
-    store = Keystore.init(settings(ctx).home, passphrase(confirm=True), kms=kms)
+    store = Keystore.init(settings(ctx).home, passphrase(confirm=True), kms=kms, jurisdiction=jurisdiction)
     cfg = store.config()
     _emit(
         ctx,
@@ -53,9 +57,11 @@ def init(
             "lab_fingerprint": cfg.current.fingerprint,
             "signing_fingerprint": cfg.signing_fingerprint,
             "vault_key_wrapping": cfg.wrap_mode,
+            "lab_jurisdiction": cfg.jurisdiction,
         },
         f"keystore {store.home}\nlab key {cfg.current.fingerprint} -> {store.lab_pub_path}\n"
-        f"signing key {cfg.signing_fingerprint}\nvault key wrapped by {cfg.wrap_mode}",
+        f"signing key {cfg.signing_fingerprint}\nvault key wrapped by {cfg.wrap_mode}\n"
+        f"lab jurisdiction {cfg.jurisdiction}",
     )
 
 
@@ -207,6 +213,7 @@ def show(ctx: typer.Context, recipient_id: Annotated[str, typer.Argument(metavar
             "signing_fingerprint": cfg.signing_fingerprint,
             "vault_key_wrapping": cfg.wrap_mode,
             "kms_key_id": cfg.kms.key_id if cfg.kms else None,
+            "lab_jurisdiction": cfg.jurisdiction,
         }
     else:
         recipient = store.registry().get(recipient_id)

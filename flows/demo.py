@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deid import deidentify, load_policy
 from deid.synth import CohortSpec, CohortSummary, Progress, synthesize_cohort
@@ -39,7 +40,7 @@ class DemoReport:
 
     out: Path
     cohort: CohortSummary | None = None
-    stages: dict[str, dict[str, object]] = field(default_factory=dict)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
 
 
@@ -68,13 +69,24 @@ def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[st
         f"for lab + CH partner ({keys['header_packets']} header packets), re-keyed for the JP partner by "
         f"header only; partner decryption matches the plaintext: {keys['partner_round_trip']}"
     )
-    announce("3/3 deid: the manifest de-identified under the cgipa profile, codes from the vault")
-    deid = report.stages["deid"] = _deid_stage(out)
+    announce(
+        "3/3 deid: the cohort de-identified under cgipa (manifest, VCF, BAM, FASTQ), and a summary release"
+    )
+    deid = report.stages["deid"] = _deid_stage(out, summary_only=False)
+    files = deid["genomic"]
     report.lines.append(
         f"deid: release {deid['release_id']}: {deid['included']} of {deid['rows']} samples released "
-        f"(excluded by reason: {deid['excluded']}); columns {deid['columns']}"
+        f"(excluded by reason: {deid['excluded']}); columns {deid['columns']}; "
+        f"VCF {files['vcf']['sites_out']} of {files['vcf']['sites_in']} sites, "
+        f"{files['alignment']['outputs']} alignments ({files['alignment']['reads_out']} of "
+        f"{files['alignment']['reads_in']} reads; chrY/chrM dropped), {files['fastq']['outputs']} FASTQ files"
     )
-    report.lines.append("not built yet: genomic-file deid, assess, transfer, audit (see the open issues)")
+    summary = report.stages["deid_summary"] = _deid_stage(out, summary_only=True)
+    report.lines.append(
+        f"deid --summary-only: release {summary['release_id']}: allele frequencies at "
+        f"{summary['genomic']['summary']['sites_out']} sites, no individual-level file"
+    )
+    report.lines.append("not built yet: assess, transfer, audit (see the open issues)")
     return report
 
 
@@ -82,13 +94,21 @@ def _passphrase() -> Passphrase:
     return Passphrase(os.environ.get("GENEGATE_PASSPHRASE", DEMO_PASSPHRASE))
 
 
-def _deid_stage(out: Path) -> dict[str, object]:
+def _deid_stage(out: Path, summary_only: bool) -> dict[str, Any]:
     store = Keystore(out / "keystore")
     policy = load_policy("cgipa")
     vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(_passphrase()))
-    result = deidentify(out / "cohort" / "manifest.csv", policy, out / "releases", vault)
+    result = deidentify(
+        out / "cohort" / "manifest.csv",
+        policy,
+        out / "releases",
+        vault,
+        summary_only=summary_only,
+        ledger=store.home / "ledger",
+    )
     counts = result.record["counts"]
     return {
+        "genomic": result.record["genomic_files"]["released"],
         "release_id": result.release_id,
         "path": str(result.path),
         "rows": counts["manifest_rows"],

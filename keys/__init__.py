@@ -5,6 +5,7 @@ The public surface is __all__ below; other packages import only these names.
 
 from __future__ import annotations
 
+from keys.consent_register import ConsentRegister
 from keys.errors import (
     KeyFormatError,
     KeyStoreError,
@@ -20,14 +21,16 @@ from keys.keyfiles import PublicKey, SecretKey, decode_secret_key, encode_secret
 from keys.recipients import Basis, BasisType, Recipient, RecipientId, Registry, new_recipient
 from keys.secret import DataKey, Passphrase
 from keys.signing import SigningKey, VerifyKey
-from keys.store import KeyStatus, Keystore, KeystoreConfig, KmsConfig, LabKey, WrapMode
+from keys.store import DEFAULT_JURISDICTION, KeyStatus, Keystore, KeystoreConfig, KmsConfig, LabKey, WrapMode
 from keys.vault import CodeKind, Vault
 from keys.wrap import KeyWrapper, KmsKeyWrapper, LabKeyWrapper, WrappedKey
 
 __all__ = [
+    "DEFAULT_JURISDICTION",
     "Basis",
     "BasisType",
     "CodeKind",
+    "ConsentRegister",
     "DataKey",
     "KeyFormatError",
     "KeyStatus",

@@ -8,6 +8,11 @@ Layout (every file 0600, the directory 0700, both from creation):
     lab/<fp16>.sec|.pub    every lab key pair ever made; retired keys still decrypt
     signing.key|.pub       Ed25519 key (PKCS#8 PEM, passphrase-encrypted) | OpenSSH public line
     recipients.json        the signed recipient registry (keys/recipients.py)
+    consent/               the encrypted consent register (keys/consent_register.py)
+
+keystore.json also records the lab's own jurisdiction (`lab_jurisdiction`, a region code such as
+US-CA, EU-DE, GB, CH, JP or CN; default US-CA), which the transfer gate counts as an origin regime
+of every release. A keystore made before the field existed reads as the default.
 
 The signing public key is read without a passphrase, to verify; any operation that unlocks a
 private key also checks that signing.pub matches signing.key, so swapping the public file to
@@ -20,6 +25,7 @@ import datetime as dt
 import enum
 import fcntl
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +43,8 @@ from keys.wrap import KeyWrapper, KmsKeyWrapper, LabKeyWrapper, kms_client
 
 MIN_PASSPHRASE = 10
 KEYSTORE_FORMAT = 1
+DEFAULT_JURISDICTION = "US-CA"
+_JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
 
 class KeyStatus(enum.StrEnum):
@@ -81,6 +89,7 @@ class KeystoreConfig:
     signing_fingerprint: str
     wrap_mode: WrapMode
     kms: KmsConfig | None
+    jurisdiction: str = DEFAULT_JURISDICTION
 
     @property
     def current(self) -> LabKey:
@@ -97,6 +106,7 @@ class KeystoreConfig:
                 for k in self.lab_keys
             ],
             "signing_fingerprint": self.signing_fingerprint,
+            "lab_jurisdiction": self.jurisdiction,
             "vault_key_wrapping": {
                 "mode": self.wrap_mode,
                 "kms_key_id": self.kms.key_id if self.kms else None,
@@ -124,6 +134,7 @@ class KeystoreConfig:
                 signing_fingerprint=doc["signing_fingerprint"],
                 wrap_mode=WrapMode(wrap["mode"]),
                 kms=kms,
+                jurisdiction=check_jurisdiction(doc.get("lab_jurisdiction", DEFAULT_JURISDICTION)),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise KeyFormatError(source, "keystore.json lacks a field genegate needs") from exc
@@ -153,10 +164,16 @@ class Keystore:
 
     @classmethod
     def init(
-        cls, home: Path, passphrase: Passphrase, kms: KmsConfig | None = None, now: dt.datetime | None = None
+        cls,
+        home: Path,
+        passphrase: Passphrase,
+        kms: KmsConfig | None = None,
+        now: dt.datetime | None = None,
+        jurisdiction: str = DEFAULT_JURISDICTION,
     ) -> Keystore:
         """Create the directory, a lab key pair and a signing key; refuse an existing keystore."""
         check_passphrase(passphrase)
+        jurisdiction = check_jurisdiction(jurisdiction)
         store = cls(home)
         if store.config_path.exists():
             raise KeyStoreExists(f"{home} already holds a lab key; use `genegate keys rotate` for a new one")
@@ -173,6 +190,7 @@ class Keystore:
             signing_fingerprint=signer.verify_key().fingerprint,
             wrap_mode=WrapMode.KMS if kms else WrapMode.LAB_KEY,
             kms=kms,
+            jurisdiction=jurisdiction,
         )
         write_signed(store.config_path, config.to_json(), signer)
         Registry({}).save(store.registry_path, signer)
@@ -303,6 +321,17 @@ def check_passphrase(passphrase: Passphrase) -> None:
     """Refuse a passphrase too short to protect the lab's keys."""
     if len(passphrase) < MIN_PASSPHRASE:
         raise KeyStoreError(f"the passphrase has fewer than {MIN_PASSPHRASE} characters; choose a longer one")
+
+
+def check_jurisdiction(value: object) -> str:
+    """A lab jurisdiction as a region code (US-CA, EU-DE, GB, CH, JP, CN), upper-cased, or KeyStoreError."""
+    text = value.strip().upper() if isinstance(value, str) else ""
+    if not _JURISDICTION.match(text):
+        raise KeyStoreError(
+            "the lab jurisdiction must be a region code such as US-CA, EU-DE, GB, CH, JP or CN "
+            "(`genegate keys init --jurisdiction`)"
+        )
+    return text
 
 
 def _make_private_dir(home: Path) -> None:

@@ -50,8 +50,8 @@ def _manifest(cohort: Path) -> list[dict[str, str]]:
 
 
 def test_release_layout_and_record(release: Path, cohort: Path) -> None:
-    """The release holds samples.parquet and release.json; the record counts exclusions by reason only."""
-    assert ["release.json", "samples.parquet"] == sorted(p.name for p in release.iterdir())
+    """The release holds samples.parquet, the joint VCF and release.json; exclusions counted by reason only."""
+    assert ["genotypes", "release.json", "samples.parquet"] == sorted(p.name for p in release.iterdir())
     record = json.loads((release / "release.json").read_text())
     rows = _manifest(cohort)
     assert ("rel-test-1", "cgipa", "pseudonymised") == (
@@ -66,10 +66,11 @@ def test_release_layout_and_record(release: Path, cohort: Path) -> None:
         record["counts"]["manifest_rows"],
         record["counts"]["included_samples"],
     )
-    parquet = release / "samples.parquet"
-    assert [{"name": "samples.parquet", "bytes": parquet.stat().st_size}] == [
+    released = ["genotypes/genotypes-1.vcf.gz", "genotypes/genotypes-1.vcf.gz.tbi", "samples.parquet"]
+    assert [{"name": n, "bytes": (release / n).stat().st_size} for n in released] == [
         {k: f[k] for k in ("name", "bytes")} for f in record["files"]
     ]
+    assert (["DUO:0000042"], False) == (record["data_use"], record["summary_only"])
 
 
 def test_released_columns_and_transforms(release: Path, cohort: Path, vault: Vault) -> None:
@@ -166,7 +167,7 @@ def test_unknown_column_is_refused_and_nothing_written(cohort: Path, vault: Vaul
 
 def test_guard_ignores_the_scrub_marker() -> None:
     """A known value inside "[REDACTED]" (e.g. the name Reda) is not a leak; the same value in clear is."""
-    from deid.release import guard
+    from deid.guard import guard
 
     clean = pl.DataFrame({"notes": ["seen by [REDACTED] today"]})
     guard(clean, pl.Series(["Reda", "ACTED"]))
@@ -176,7 +177,7 @@ def test_guard_ignores_the_scrub_marker() -> None:
 
 def test_guard_checks_code_columns_by_form() -> None:
     """A vault code that happens to contain a known ZIP passes; a non-code value in a code column fails."""
-    from deid.release import guard
+    from deid.guard import guard
 
     known = pl.Series(["94110"])
     guard(pl.DataFrame({"sample_id": ["GGS0094110ABCDE"]}), known, codes={"sample_id": CodeKind.SAMPLE})

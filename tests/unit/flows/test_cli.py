@@ -30,8 +30,6 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
     [
         (["run", "release-and-share", "--manifest", "m.csv"], 8),
         (["assess", "releases/x", "--identified", "m.csv"], 5),
-        (["law", "show"], 6),
-        (["transfer", "releases/x", "--to", "partner", "--dry-run"], 7),
         (["audit", "verify"], 7),
         (["audit", "list", "--denied"], 7),
     ],

@@ -138,20 +138,36 @@ def test_deid_needs_a_keystore(manifest: Path, tmp_path: Path, capsys: pytest.Ca
     assert "run `genegate keys init`" in capsys.readouterr().err
 
 
-def test_summary_only_is_not_built(
+def test_summary_only_writes_frequencies_only(
     home: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--summary-only belongs to the genomic issue and says so."""
-    assert 2 == run(
-        [
-            "deid",
-            "--manifest",
-            str(manifest),
-            "--policy",
-            "cgipa",
-            "--out",
-            str(tmp_path / "r"),
-            "--summary-only",
-        ]
+    """--summary-only releases summary/allele_frequencies.parquet and release.json, nothing else."""
+    args = ["--json", "deid", "--manifest", str(manifest), "--policy", "cgipa", "--out", str(tmp_path / "r")]
+    assert 0 == run([*args, "--summary-only", "--release-id", "rel-s"])
+    record = json.loads(capsys.readouterr().out)
+    assert (True, ["summary/allele_frequencies.parquet"]) == (
+        record["summary_only"],
+        [f["name"] for f in record["files"]],
     )
-    assert "(issue #10)" in capsys.readouterr().err
+    assert (home / "ledger" / "rel-s.json").is_file()
+
+
+def test_a_revocation_in_the_register_excludes_the_subject(
+    home: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A subject revoked with `consent revoke` is left out of the next release, counted as revoked."""
+    rows = pl.read_csv(manifest, infer_schema=False)
+    consenting = rows.filter((pl.col("consent_research") == "true") & pl.col("consent_revoked_at").is_null())[
+        "subject_id"
+    ][0]
+    args = ["--json", "deid", "--manifest", str(manifest), "--policy", "cgipa", "--out", str(tmp_path / "r")]
+    assert 0 == run(args)
+    before = json.loads(capsys.readouterr().out)
+    assert 0 == run(["consent", "revoke", consenting, "--date", "2026-11-01"])
+    capsys.readouterr()
+    assert 0 == run(args)
+    after = json.loads(capsys.readouterr().out)
+    assert (before["excluded"]["consent_revoked"] + 1, before["counts"]["included_samples"] - 1) == (
+        after["excluded"]["consent_revoked"],
+        after["counts"]["included_samples"],
+    )

@@ -126,3 +126,14 @@ def test_vault_wrapper_defaults_to_lab_key(store: Keystore) -> None:
     wrapped = store.vault_wrapper(None).wrap(key, "vault:default")
     store.rotate(PASS)
     assert key == store.vault_wrapper(PASS).unwrap(wrapped)
+
+
+def test_lab_jurisdiction_defaults_and_is_signed(tmp_path: Path) -> None:
+    """The lab's jurisdiction defaults to US-CA, is normalised, and lives in the signed keystore.json."""
+    from keys import DEFAULT_JURISDICTION
+
+    assert DEFAULT_JURISDICTION == Keystore.init(tmp_path / "a", PASS).config().jurisdiction
+    assert "EU-DE" == Keystore.init(tmp_path / "b", PASS, jurisdiction=" eu-de ").config().jurisdiction
+    with pytest.raises(KeyStoreError, match="--jurisdiction"):
+        Keystore.init(tmp_path / "c", PASS, jurisdiction="Germany")
+    assert not (tmp_path / "c").exists()

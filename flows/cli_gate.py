@@ -1,0 +1,256 @@
+"""`genegate transfer --dry-run`, `genegate law show`, `genegate consent revoke | impact`.
+
+Parse, call the library, print. The gate's rules live in transfer/gate.py; this module gathers
+its facts (release.json and the ledger, the recipient, the consent register mapped to vault
+codes, the transfer log) and prints the decision. Exit codes: 0 allowed, 3 denied, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from flows.console import err, iso_date, out, passphrase, settings, today
+from flows.errors import UsageProblem
+from keys import ConsentRegister, Keystore, KeyWrapper, Recipient, UnknownRecipient, WrapMode
+from transfer import (
+    TRANSFER_LOG,
+    Adequacy,
+    Decision,
+    LawTables,
+    decide_transfer,
+    deliveries_to,
+    list_ledgers,
+    load_law_tables,
+    load_release_facts,
+    read_deliveries,
+    subject_codes,
+    subject_impact,
+)
+
+EXIT_DENIED = 3
+REVOCATION_DAYS = 30  # CGIPA: honour a revocation (destroy the sample) within 30 days
+
+consent_app = typer.Typer(
+    help="The lab's consent register: record revocations, see which releases hold a subject.",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (same as the global --json).")]
+
+
+def _wrapper(store: Keystore) -> KeyWrapper:
+    """What opens the vault and the consent register; asks for the passphrase unless KMS wraps them."""
+    needs_passphrase = store.config().wrap_mode is WrapMode.LAB_KEY
+    return store.vault_wrapper(passphrase() if needs_passphrase else None)
+
+
+def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
+    """Add `transfer` to the top-level app and `show` to the law group."""
+
+    @app.command("transfer")
+    def transfer(
+        ctx: typer.Context,
+        release: Annotated[Path, typer.Argument(help="The release directory (releases/<id>).")],
+        to: Annotated[str, typer.Option("--to", help="Recipient id from the registry.")],
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Run the gate and print its decision; send nothing.")
+        ] = False,
+        json_output: JsonFlag = False,
+    ) -> int:
+        """Gate a release for one recipient: every rule of the transfer gate, with reasons."""
+        store = Keystore(settings(ctx).home)
+        jurisdiction = store.config().jurisdiction
+        facts = load_release_facts(release, store.home)
+        recipient: Recipient | None
+        try:
+            recipient = store.registry().get(to)
+        except UnknownRecipient:
+            recipient = None  # the gate's recipient.registered rule denies, naming the fix
+        wrapper = _wrapper(store)
+        revocations = ConsentRegister(store.home, wrapper).revocations()
+        revoked = frozenset(subject_codes(store.home, facts.vault_domain, wrapper, revocations).values())
+        deliveries = read_deliveries(store.home / TRANSFER_LOG)
+        decision = decide_transfer(
+            facts,
+            recipient,
+            load_law_tables(),
+            jurisdiction,
+            today(),
+            revoked,
+            recipient_id=to,
+            prior_deliveries=deliveries_to(deliveries, to),
+        )
+        if not dry_run:
+            if decision.allowed:
+                raise UsageProblem(
+                    "the gate allows this transfer, but encryption and delivery arrive with issue #7; "
+                    "nothing was sent (use --dry-run to print the decision)"
+                )
+            failing = ", ".join(decision.failed)
+            err.print(f"genegate: transfer denied by the gate ({failing}); --dry-run shows why", markup=False)
+            return EXIT_DENIED
+        if settings(ctx).json or json_output:
+            out.print_json(json.dumps(decision.to_json(), ensure_ascii=False))
+        else:
+            _print_decision(decision)
+        return 0 if decision.allowed else EXIT_DENIED
+
+    @law_app.command("show")
+    def show(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+        """Print the legal tables the gate applies, with their versions, sources and digest."""
+        tables = load_law_tables()
+        if settings(ctx).json or json_output:
+            out.print_json(json.dumps(tables.to_json(), ensure_ascii=False))
+            return
+        _print_tables(tables)
+
+
+def _print_decision(decision: Decision) -> None:
+    verdict = "ALLOWED" if decision.allowed else "DENIED"
+    out.print(
+        f"{verdict}: release {decision.release_id} ({decision.release_class}) -> "
+        f"{decision.recipient_id} ({decision.destination_country or 'unknown'}) on {decision.decided_on}; "
+        f"origin regimes: {', '.join(decision.origin_regimes) or '-'}",
+        markup=False,
+    )
+    table = Table("rule", "result", "reason", "evidence")
+    for rule in decision.rules:
+        result = "pass" if rule.passed and rule.applies else ("n/a" if rule.passed else "FAIL")
+        evidence = ", ".join(f"{k}={_short(v)}" for k, v in sorted(rule.evidence.items()) if v is not None)
+        table.add_row(rule.rule.value, result, escape(rule.reason), escape(evidence or "-"))
+    out.print(table)
+    versions = ", ".join(f"{k} {v}" for k, v in decision.table_versions)
+    out.print(f"legal tables {decision.tables_digest} ({versions})", markup=False)
+
+
+def _adequate_text(entries: tuple[Adequacy, ...], eu_eea: frozenset[str]) -> list[str]:
+    """One line per adequacy entry; the EU/EEA members, when all listed, as one."""
+    listed = {a.country for a in entries}
+    shown: list[str] = ["EU/EEA"] if eu_eea <= listed else []
+    for a in entries:
+        if a.country in eu_eea and shown[:1] == ["EU/EEA"]:
+            continue
+        condition = f" [{a.condition}]" if a.condition else ""
+        until = f" until {a.valid_until}" if a.valid_until else ""
+        shown.append(f"{a.country}{condition} from {a.effective_from}{until}")
+    return shown
+
+
+def _short(value: object) -> str:
+    return ";".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _print_tables(tables: LawTables) -> None:
+    for info in tables.info:
+        out.print(
+            f"\n[bold]{escape(info.name)}[/bold]  version {info.version}, effective {info.effective_from}"
+        )
+        out.print(f"source: {info.source}", markup=False)
+    regimes = Table("regime", "territory", "adequate destinations (condition, from..until)", "accepted bases")
+    for regime, spec in tables.regimes.items():
+        adequate = _adequate_text(spec.adequate, tables.eu_eea)
+        territory = "EU/EEA" if spec.territory == tables.eu_eea else ", ".join(sorted(spec.territory))
+        listed = "; ".join(adequate) if spec.restricts_transfers else f"no restriction: {spec.note}"
+        accepts = ", ".join(spec.accepts) or "-"
+        regimes.add_row(escape(f"{regime} ({spec.name})"), territory, escape(listed or "none"), accepts)
+    out.print(regimes)
+    bases = Table("basis", "needs", "limits")
+    for basis, rules in tables.bases.items():
+        limits = {
+            "modules": ",".join(map(str, rules.modules)) or None,
+            "max_tia_age_days": rules.max_tia_age_days,
+            "max_check_age_days": rules.max_check_age_days,
+            "countries": ",".join(sorted(rules.countries)) if rules.countries else None,
+            "security_review_above": rules.security_review_above,
+        }
+        shown = ", ".join(f"{k}={v}" for k, v in limits.items() if v is not None)
+        bases.add_row(escape(f"{basis} ({rules.name})"), ", ".join(rules.needs) or "-", escape(shown or "-"))
+    out.print(bases)
+    out.print(
+        f"28 CFR 202 countries of concern: {', '.join(sorted(tables.concern_countries))}; bulk genomic "
+        f"data: more than {tables.bulk_genomic_us_persons} US persons",
+        markup=False,
+    )
+    out.print(f"EU/EEA: {', '.join(sorted(tables.eu_eea))}", markup=False)
+    regions = ", ".join(f"{k}={v}" for k, v in sorted(tables.storage_regions.items()))
+    out.print(f"storage regions: {regions}", markup=False)
+    purposes = ", ".join(f"{k} {tables.duo.labels[k]}" for k in sorted(tables.duo.permissions))
+    out.print(f"DUO permissions: {purposes}", markup=False)
+    out.print(f"digest {tables.digest}", markup=False)
+
+
+@consent_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    subject_id: Annotated[str, typer.Argument(metavar="SUBJECT_ID", help="The manifest's subject_id.")],
+    date: Annotated[
+        str | None, typer.Option("--date", help="Date of the revocation (YYYY-MM-DD; default today).")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Record that a subject revoked consent: new releases exclude them, older ones stop at the gate."""
+    when = iso_date(date, "--date") or today()
+    store = Keystore(settings(ctx).home)
+    register = ConsentRegister(store.home, _wrapper(store))
+    held = register.revoke(subject_id, when)
+    data = {"revoked_on": held.isoformat(), "act_by": _act_by(held), "register": str(register.path)}
+    if settings(ctx).json or json_output:
+        out.print_json(json.dumps(data))
+        return
+    earlier = " (an earlier revocation was already recorded)" if held != when else ""
+    out.print(
+        f"revocation recorded, dated {held}{earlier}; act by {data['act_by']}. "
+        "`genegate consent impact` lists the releases and recipients that hold the subject.",
+        markup=False,
+    )
+
+
+@consent_app.command("impact")
+def impact(
+    ctx: typer.Context,
+    subject_id: Annotated[str, typer.Argument(metavar="SUBJECT_ID", help="The manifest's subject_id.")],
+    json_output: JsonFlag = False,
+) -> None:
+    """List (lab-side only) the releases that hold a subject and the recipients they went to."""
+    store = Keystore(settings(ctx).home)
+    store.config()  # a keystore must exist here
+    wrapper = _wrapper(store)
+    ledgers = list_ledgers(store.home)
+    code_in: dict[str, str | None] = {}
+    for domain in sorted({led.vault_domain for led in ledgers}):
+        code_in[domain] = subject_codes(store.home, domain, wrapper, [subject_id]).get(subject_id.strip())
+    deliveries = read_deliveries(store.home / TRANSFER_LOG)
+    found = subject_impact(ledgers, code_in, deliveries or ())
+    revoked_on = ConsentRegister(store.home, wrapper).revoked_on(subject_id)
+    data: dict[str, Any] = {
+        "revoked_on": revoked_on.isoformat() if revoked_on else None,
+        "act_by": _act_by(revoked_on) if revoked_on else None,
+        "ledgers_checked": len(ledgers),
+        "transfer_log": "absent" if deliveries is None else "read",
+        "releases": [
+            {"release_id": f.release_id, "vault_domain": f.vault_domain, "recipients": list(f.recipients)}
+            for f in found
+        ],
+    }
+    if settings(ctx).json or json_output:
+        out.print_json(json.dumps(data))
+        return
+    status = f"revoked on {revoked_on}, act by {data['act_by']}" if revoked_on else "no revocation recorded"
+    out.print(f"subject: {status}; {len(found)} of {len(ledgers)} release(s) hold them", markup=False)
+    for f in found:
+        if deliveries is None:
+            held_by = "no transfer log yet"
+        else:
+            held_by = ", ".join(f.recipients) or "not delivered to any recipient"
+        out.print(f"  {f.release_id} (vault domain {f.vault_domain}): {held_by}", markup=False)
+
+
+def _act_by(day: dt.date) -> str:
+    return (day + dt.timedelta(days=REVOCATION_DAYS)).isoformat()
