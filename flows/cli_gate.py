@@ -18,17 +18,15 @@ from rich.table import Table
 
 from flows.console import err, iso_date, out, passphrase, settings, today
 from flows.errors import UsageProblem
-from keys import ConsentRegister, Keystore, KeyWrapper, Recipient, UnknownRecipient, WrapMode
+from keys import ConsentRegister, Keystore, KeyWrapper, WrapMode
 from transfer import (
     TRANSFER_LOG,
     Adequacy,
     Decision,
     LawTables,
-    decide_transfer,
-    deliveries_to,
+    check_transfer,
     list_ledgers,
     load_law_tables,
-    load_release_facts,
     read_deliveries,
     subject_codes,
     subject_impact,
@@ -66,27 +64,7 @@ def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
     ) -> int:
         """Gate a release for one recipient: every rule of the transfer gate, with reasons."""
         store = Keystore(settings(ctx).home)
-        jurisdiction = store.config().jurisdiction
-        facts = load_release_facts(release, store.home)
-        recipient: Recipient | None
-        try:
-            recipient = store.registry().get(to)
-        except UnknownRecipient:
-            recipient = None  # the gate's recipient.registered rule denies, naming the fix
-        wrapper = _wrapper(store)
-        revocations = ConsentRegister(store.home, wrapper).revocations()
-        revoked = frozenset(subject_codes(store.home, facts.vault_domain, wrapper, revocations).values())
-        deliveries = read_deliveries(store.home / TRANSFER_LOG)
-        decision = decide_transfer(
-            facts,
-            recipient,
-            load_law_tables(),
-            jurisdiction,
-            today(),
-            revoked,
-            recipient_id=to,
-            prior_deliveries=deliveries_to(deliveries, to),
-        )
+        decision = check_transfer(store, release, to, today(), _wrapper(store))
         if not dry_run:
             if decision.allowed:
                 raise UsageProblem(

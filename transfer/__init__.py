@@ -5,6 +5,7 @@ The public surface is __all__ below; other packages import only these names.
 
 from __future__ import annotations
 
+from transfer.check import check_transfer
 from transfer.decision import Decision, RuleId, RuleOutcome
 from transfer.envelope import (
     SEGMENT_SIZE,
@@ -76,6 +77,7 @@ __all__ = [
     "TransferError",
     "TransferLogUnreadable",
     "UnsupportedEnvelope",
+    "check_transfer",
     "decide_transfer",
     "decrypt_file",
     "decrypt_stream",

@@ -46,6 +46,7 @@ SURFACES = {
         "synthesize_cohort",
     ],
     "transfer": [
+        "check_transfer",
         "Adequacy",
         "AssessmentStatus",
         "Decision",
