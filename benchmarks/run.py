@@ -13,17 +13,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bench_alignment, bench_crypt4gh, bench_fastq, bench_manifest, bench_synth, bench_vcf
+from benchmarks import (
+    bench_alignment,
+    bench_crypt4gh,
+    bench_fastq,
+    bench_manifest,
+    bench_reid,
+    bench_reid_genotypes,
+    bench_synth,
+    bench_vcf,
+)
 from benchmarks.harness import markdown
 
 # Each module's run() returns its tables: (title, rows, baseline row name or None).
-MODULES = (bench_synth, bench_crypt4gh, bench_manifest, bench_vcf, bench_alignment, bench_fastq)
+MODULES = (
+    bench_synth,
+    bench_crypt4gh,
+    bench_manifest,
+    bench_vcf,
+    bench_alignment,
+    bench_fastq,
+    bench_reid,
+    bench_reid_genotypes,
+)
 
 
 def main() -> None:
     """Run the benchmarks and print/write the tables."""
     parts = [f"# benchmark run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}\n"]
-    chosen = sys.argv[1:]  # e.g. `python benchmarks/run.py manifest` runs bench_manifest only
+    chosen = sys.argv[
+        1:
+    ]  # e.g. `python benchmarks/run.py manifest` runs bench_manifest only ("genotypes": bench_reid_genotypes)
     for module in [m for m in MODULES if not chosen or m.__name__.rsplit("_", 1)[-1] in chosen]:
         for title, rows, baseline in module.run():
             parts.append(f"## {title}\n\n{markdown(rows, baseline)}\n")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         parse_policy,
         policy_summary,
     )
+    from deid.reid.runner import AssessmentResult, assess
     from deid.release import ReleaseResult, deidentify
     from deid.vcf import VcfStats, allele_frequencies, deidentify_vcf
 
@@ -43,6 +44,7 @@ _LAZY = {
     "ReleaseResult": "deid.release",
     "deidentify": "deid.release",
     **dict.fromkeys(("AlignmentStats", "deidentify_alignment"), "deid.alignment"),
+    **dict.fromkeys(("AssessmentResult", "assess"), "deid.reid.runner"),
     **dict.fromkeys(("FastqStats", "deidentify_fastq"), "deid.fastq"),
     **dict.fromkeys(("Job", "plan_files", "run_jobs"), "deid.genomic"),
     **dict.fromkeys(("VcfStats", "allele_frequencies", "deidentify_vcf"), "deid.vcf"),
@@ -60,6 +62,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BUILTIN",
     "AlignmentStats",
+    "AssessmentResult",
     "DeidError",
     "Exclusion",
     "FastqStats",
@@ -73,6 +76,7 @@ __all__ = [
     "ReleaseResult",
     "VcfStats",
     "allele_frequencies",
+    "assess",
     "builtin_text",
     "deidentify",
     "deidentify_alignment",

@@ -19,6 +19,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 
 from deid import DeidError
+from flows.cli_assess import register_assess_commands
 from flows.cli_crypt import register_crypt_commands
 from flows.cli_deid import policy_app, register_deid_commands
 from flows.cli_gate import consent_app, register_gate_commands
@@ -144,7 +145,7 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
     )(command)
 
 
-_not_built("assess", 5, "Run the re-identification tests on a release; results to Parquet.")
+register_assess_commands(app)
 _not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
 for _name, _help in (
     ("verify", "Verify the hash chain and every signature of the transfer log."),

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deid import deidentify, load_policy
+from deid import assess, deidentify, load_policy
 from deid.synth import CohortSpec, CohortSummary, Progress, synthesize_cohort
 from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
-from transfer import decrypt_file, encrypt_file, header_recipients_count, reencrypt_file
+from transfer import check_transfer, decrypt_file, encrypt_file, header_recipients_count, reencrypt_file
 
 MARKER = ".genegate-demo"
 DEMO_PASSPHRASE = "genegate demo passphrase (synthetic data only)"  # noqa: S105 - demo keystore only
@@ -59,10 +59,10 @@ def prepare(out: Path) -> None:
 def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[str], None]) -> DemoReport:
     """Run every built stage into out (which prepare() made)."""
     report = DemoReport(out=out)
-    announce(f"1/3 synth: a synthetic identified cohort of {samples} samples")
+    announce(f"1/5 synth: a synthetic identified cohort of {samples} samples")
     report.cohort = synthesize_cohort(CohortSpec(out=out / "cohort", samples=samples, seed=7), progress)
     report.stages["synth"] = report.cohort.as_dict()
-    announce("2/3 keys: lab keystore, three partners, Crypt4GH encrypt / re-key / decrypt")
+    announce("2/5 keys: lab keystore, three partners, Crypt4GH encrypt / re-key / decrypt")
     keys = report.stages["keys"] = _keys_stage(out)
     report.lines.append(
         f"keys: lab key {keys['lab_fingerprint']}; recipients {', '.join(PARTNER_IDS)}; the VCF encrypted "
@@ -86,7 +86,23 @@ def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[st
         f"deid --summary-only: release {summary['release_id']}: allele frequencies at "
         f"{summary['genomic']['summary']['sites_out']} sites, no individual-level file"
     )
-    report.lines.append("not built yet: assess, transfer, audit (see the open issues)")
+    announce("4/5 assess: re-identification tests T01-T14 on both releases, results to Parquet")
+    for key in ("deid", "deid_summary"):
+        outcome = report.stages[f"assess_{key}"] = _assess_stage(out, report.stages[key])
+        report.lines.append(
+            f"assess {report.stages[key]['release_id']}: {outcome['status']}, class {outcome['class']}"
+            + (
+                f" (blocking failures: {', '.join(outcome['blocking_failed'])})"
+                if outcome["blocking_failed"]
+                else ""
+            )
+            + f"; {outcome['metrics']} metrics in {outcome['results']}"
+        )
+    announce("5/5 gate: each release against each partner (dry run: nothing is sent)")
+    gate = report.stages["gate"] = _gate_stage(out, [report.stages["deid_summary"], report.stages["deid"]])
+    for line in gate["lines"]:
+        report.lines.append(line)
+    report.lines.append("not built yet: encrypted delivery and the transfer log (issue #7), flows (issue #8)")
     return report
 
 
@@ -116,6 +132,33 @@ def _deid_stage(out: Path, summary_only: bool) -> dict[str, Any]:
         "excluded": result.record["excluded"],
         "columns": ", ".join(counts["columns_released"]),
     }
+
+
+def _assess_stage(out: Path, deid: dict[str, Any]) -> dict[str, Any]:
+    result = assess(Path(deid["path"]), out / "cohort" / "manifest.csv", out / "results", seed=7)
+    return {
+        "status": result.status,
+        "class": result.release_class,
+        "blocking_failed": list(result.blocking_failed),
+        "metrics": len(result.metrics),
+        "results": str(result.results_file.relative_to(out)),
+    }
+
+
+def _gate_stage(out: Path, releases: list[dict[str, Any]]) -> dict[str, Any]:
+    store = Keystore(out / "keystore")
+    wrapper = store.vault_wrapper(_passphrase())
+    today = dt.datetime.now(dt.UTC).date()
+    decisions: dict[str, dict[str, Any]] = {}
+    lines = []
+    for release in releases:
+        for rid in PARTNER_IDS:
+            decision = check_transfer(store, Path(release["path"]), rid, today, wrapper)
+            failed = list(decision.failed)
+            decisions[f"{release['release_id']}->{rid}"] = {"allowed": decision.allowed, "failed": failed}
+            verdict = "ALLOWED" if decision.allowed else f"denied ({', '.join(failed)})"
+            lines.append(f"gate {release['release_id']} -> {rid}: {verdict}")
+    return {"decisions": decisions, "lines": lines, "tables_digest": decision.tables_digest}
 
 
 def _keys_stage(out: Path) -> dict[str, object]:
@@ -161,6 +204,17 @@ def _keys_stage(out: Path) -> dict[str, object]:
             ),
             today,
         )
+        # the Swiss partner also holds what Japanese- and Chinese-origin data need (APPI, PIPL, HGR)
+        signed = today - dt.timedelta(days=90)
+        for basis in (
+            Basis(BasisType.APPI_CONSENT, ref=f"APPI-{today.year}-ZURICH", signed=signed,
+                  consent_ref=f"APPI-CONSENT-{today.year}-ZURICH"),
+            Basis(BasisType.PIPL_CONTRACT, ref=f"PIPL-{today.year}-ZURICH", signed=signed,
+                  consent_ref=f"PIPL-CONSENT-{today.year}-ZURICH"),
+            Basis(BasisType.HGR_FILING, ref=f"HGR-{today.year}-ZURICH", signed=signed,
+                  filing=f"HGR-{today.year}-0042"),
+        ):  # fmt: skip
+            registry.add_basis("ch-zurich-genomics", basis, today)
     vcf = out / "cohort" / "genotypes" / "cohort.vcf.gz"
     enc = out / "encrypted"
     enc.mkdir()

@@ -97,6 +97,7 @@ class ReleaseFacts:
     genomic: bool
     vault_domain: str
     subjects: tuple[SubjectFacts, ...]
+    blocking_failed: tuple[str, ...] = ()  # test ids of a failed assessment (release.json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,9 @@ def parse_release_facts(doc: Any, ledger: Ledger, source: str) -> ReleaseFacts:
         raise ReleaseUnreadable(
             source, 'needs "class" (pseudonymised|deidentified) and "assessment": {"status": ...}'
         ) from None
+    failed_tests = assessment.get("blocking_failed", []) if isinstance(assessment, dict) else []
+    if not isinstance(failed_tests, list) or not all(isinstance(t, str) for t in failed_tests):
+        raise ReleaseUnreadable(source, '"assessment.blocking_failed" must be a list of test ids')
     if not isinstance(data_use, list) or not all(isinstance(t, str) for t in data_use):
         raise ReleaseUnreadable(source, '"data_use" must be a list of DUO codes such as "DUO:0000042"')
     if not isinstance(digest, str) or not _SHA256.match(digest):
@@ -169,6 +173,7 @@ def parse_release_facts(doc: Any, ledger: Ledger, source: str) -> ReleaseFacts:
         release_id=release_id,
         release_class=release_class,
         assessment=status,
+        blocking_failed=tuple(failed_tests),
         data_use=tuple(data_use),
         release_sha256=digest,
         summary_only=bool(doc.get("summary_only", False)),

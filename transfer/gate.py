@@ -9,7 +9,9 @@ decision carries the digest of the legal tables it applied (transfer/law/).
     recipient.registered      the recipient exists in the registry
     recipient.not_revoked     it is not revoked
     recipient.key_valid       its key is valid today
-    release.assessed          the re-identification assessment passed
+    release.assessed          the release was assessed: passed, or failed only the statistical tests
+                              of an individual-level release certified pseudonymised (never a leak
+                              scan: T01-T03)
     cgipa.no_reidentification_contract
                               a deidentified release: the recipient signed the no-reidentification
                               contract (CGIPA deidentified-data limb 3)
@@ -199,13 +201,33 @@ def _key_valid(case: Case) -> RuleOutcome:
     return passed(RuleId.RECIPIENT_KEY_VALID, "the recipient's key is valid today", evidence)
 
 
+# a failure of these means identifiers or forbidden regions are in the files: never sent, whatever the class
+LEAK_TESTS = ("T01_", "T02_", "T03_")
+
+
 def _assessed(case: Case) -> RuleOutcome:
     status = case.facts.assessment
     evidence: dict[str, EvidenceValue] = {"status": status.value, "class": case.facts.release_class.value}
     if status is AssessmentStatus.PASSED:
         return passed(RuleId.RELEASE_ASSESSED, f"assessed: certified {case.facts.release_class}", evidence)
     if status is AssessmentStatus.FAILED:
-        reason = "a blocking re-identification test failed; fix the release and assess it again"
+        leaks = sorted(t for t in case.facts.blocking_failed if t.startswith(LEAK_TESTS))
+        evidence["blocking_failed"] = ", ".join(case.facts.blocking_failed) or "-"
+        if (
+            case.facts.release_class is ReleaseClass.PSEUDONYMISED
+            and case.facts.blocking_failed
+            and not leaks
+        ):
+            # individual-level data fails the statistical tests by nature (T05: a genome identifies its
+            # owner); the assessment then certifies it pseudonymised and the consent rules govern it
+            reason = "assessed: pseudonymised (re-identifiable by design); the named-consent rule applies"
+            return passed(RuleId.RELEASE_ASSESSED, reason, evidence)
+        reason = (
+            f"the assessment found identifiers or forbidden regions in the files ({', '.join(leaks)}); "
+            "fix the release and assess it again"
+            if leaks
+            else "a blocking re-identification test failed; fix the release and assess it again"
+        )
         return failed(RuleId.RELEASE_ASSESSED, reason, evidence)
     return failed(
         RuleId.RELEASE_ASSESSED, "the release was not assessed; run `genegate assess` first", evidence

@@ -10,6 +10,7 @@ SURFACES = {
     "deid": [
         "BUILTIN",
         "AlignmentStats",
+        "AssessmentResult",
         "DeidError",
         "Exclusion",
         "FastqStats",
@@ -23,6 +24,7 @@ SURFACES = {
         "ReleaseResult",
         "VcfStats",
         "allele_frequencies",
+        "assess",
         "builtin_text",
         "deidentify",
         "deidentify_alignment",

@@ -29,7 +29,6 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
     ("argv", "issue"),
     [
         (["run", "release-and-share", "--manifest", "m.csv"], 8),
-        (["assess", "releases/x", "--identified", "m.csv"], 5),
         (["audit", "verify"], 7),
         (["audit", "list", "--denied"], 7),
     ],
@@ -130,7 +129,17 @@ def test_demo_rebuilds_its_own_directory_only(tmp_path: Path, capsys: pytest.Cap
     demo_dir = tmp_path / "demo-run"
     assert 0 == run(["demo", "--out", str(demo_dir), "--samples", "12"])
     assert (demo_dir / "cohort" / "manifest.csv").is_file()
-    assert 0 == run(["demo", "--out", str(demo_dir), "--samples", "12"])
+    capsys.readouterr()
+    assert 0 == run(["--json", "demo", "--out", str(demo_dir), "--samples", "12"])
+    stages = json.loads(capsys.readouterr().out)["stages"]
+    # the story: the individual-level release is pseudonymised, the summary deidentified; only the
+    # summary may go, and only to the partner holding a basis for every origin regime of the cohort
+    assert ("pseudonymised", "deidentified") == (
+        stages["assess_deid"]["class"],
+        stages["assess_deid_summary"]["class"],
+    )
+    allowed = [k for k, d in stages["gate"]["decisions"].items() if d["allowed"]]
+    assert [f"{stages['deid_summary']['release_id']}->ch-zurich-genomics"] == allowed
     other = tmp_path / "mine"
     other.mkdir()
     capsys.readouterr()

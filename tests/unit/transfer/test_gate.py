@@ -229,3 +229,24 @@ def test_file_outbox_without_region_is_local() -> None:
     decision = decide(release(EU), to)
     assert () == decision.failed
     assert not decision.outcome(R.STORAGE_REGION).applies
+
+
+@pytest.mark.parametrize(
+    ("cls", "failed_tests", "allowed"),
+    [
+        (ReleaseClass.PSEUDONYMISED, ("T05_genotype_linkage", "T11_demographic_k_risk"), True),
+        (ReleaseClass.PSEUDONYMISED, ("T05_genotype_linkage", "T01_header_leak_scan"), False),
+        (ReleaseClass.PSEUDONYMISED, ("T03_forbidden_regions",), False),
+        (ReleaseClass.PSEUDONYMISED, (), False),
+        (ReleaseClass.DEIDENTIFIED, ("T11_demographic_k_risk",), False),
+    ],
+)
+def test_a_failed_assessment_passes_only_for_statistical_tests_of_a_pseudonymised_release(
+    cls: ReleaseClass, failed_tests: tuple[str, ...], allowed: bool
+) -> None:
+    """Individual-level data fails T05 by nature and goes on consent; a leak-scan failure (T01-T03) never goes."""
+    people = subjects("EU-DE", consent=("*",))
+    facts = replace(release(people, cls, AssessmentStatus.FAILED), blocking_failed=failed_tests)
+    decision = decide_transfer(facts, recipient(), load_law_tables(), "US-CA", TODAY, frozenset())
+    assessed = next(r for r in decision.rules if r.rule == R.RELEASE_ASSESSED)
+    assert allowed == assessed.passed

@@ -1,0 +1,87 @@
+"""`genegate assess`: run the re-identification tests on a release (SPEC.md 4).
+
+Exit codes: 0 every blocking test passed, 1 a blocking test failed, 2 bad input (one line).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Column, Table
+
+from flows.console import err, out, settings
+from flows.errors import UsageProblem
+
+EXIT_BLOCKED = 1
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print the outcome as JSON (same as the global --json).")
+]
+
+
+def register_assess_commands(app: typer.Typer) -> None:
+    """Add `assess` to the top-level app."""
+
+    @app.command("assess")
+    def assess_command(
+        ctx: typer.Context,
+        release: Annotated[Path, typer.Argument(help="The release directory (releases/<id>).")],
+        identified: Annotated[
+            Path, typer.Option("--identified", help="The identified manifest the release was made from.")
+        ],
+        results: Annotated[
+            Path, typer.Option("--results", help="Parquet results dataset (appended to).")
+        ] = Path("results"),
+        policy: Annotated[
+            str | None,
+            typer.Option("--policy", help="Policy TOML or built-in profile (default: the release's policy)."),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the tests that sample or simulate.")] = 0,
+        json_output: JsonFlag = False,
+    ) -> int:
+        """Run the re-identification tests on a release; results to Parquet, class to release.json."""
+        from deid import load_policy
+        from deid.reid.runner import assess
+
+        if not (release / "release.json").is_file():
+            raise UsageProblem(f"{release}: not a release directory (no release.json); give releases/<id>")
+        if not identified.is_file():
+            raise UsageProblem(f"--identified {identified}: no such file")
+        chosen = load_policy(policy) if policy is not None else None
+        outcome = assess(release, identified, results, chosen, seed=seed)
+        if settings(ctx).json or json_output:
+            out.print_json(json.dumps(outcome.as_dict()))
+        else:
+            table = Table("test", Column("metric", overflow="fold"), "value", "threshold", "pass")
+            for m in outcome.metrics:
+                threshold = "-" if m.threshold is None else f"{m.comparator} {_number(m.threshold)}"
+                verdict = {True: "pass", False: "FAIL", None: str(m.status)}[m.passed]
+                if m.status.value == "error":
+                    verdict = "ERROR"
+                table.add_row(
+                    m.test_id.split("_", 1)[0],
+                    escape(m.metric),
+                    _number(m.value),
+                    threshold,
+                    verdict if m.severity.value == "block" else f"{verdict} (warn)",
+                )
+            out.print(table)
+            failed = ", ".join(outcome.blocking_failed) or "none"
+            err.print(
+                f"assessment {outcome.status}: class {outcome.release_class}; blocking failures: {failed}; "
+                f"results {outcome.results_file}",
+                markup=False,
+            )
+        return 0 if outcome.status == "passed" else EXIT_BLOCKED
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value) or value == int(value):
+        return str(value) if math.isinf(value) else str(int(value))
+    return f"{value:.4g}"
