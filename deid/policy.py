@@ -283,6 +283,22 @@ def _check_floor(policy: Policy, source: str) -> None:
             f"genomic.rewrite_read_names = false is below the {policy.profile} floor "
             "(read names carry instrument, run and flowcell ids)",
         )
+    if policy.profile is not Profile.GDPR_PSEUDONYMISED:
+        for key, kept in (
+            ("aux_tags_keep", policy.genomic.aux_tags_keep),
+            ("info_keep", policy.genomic.info_keep),
+            ("format_keep", policy.genomic.format_keep),
+        ):
+            if "*" in kept:
+                raise MalformedInput(
+                    source,
+                    f'genomic.{key} = "*" (keep everything) is below the {policy.profile} floor; '
+                    "list the keys to keep (tags such as BC, CB, UB and free-text keys carry identifiers)",
+                )  # fmt: skip
+    if "SQ" not in policy.genomic.sam_header_keep:
+        raise MalformedInput(
+            source, "genomic.sam_header_keep must list SQ: every aligned read points at its @SQ line"
+        )
 
 
 def policy_summary(policy: Policy) -> dict[str, Any]:

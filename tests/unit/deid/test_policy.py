@@ -58,6 +58,13 @@ def test_cgipa_actions_for_identifiers() -> None:
         ("[policy]", "[policy]\ncolour = 'red'", "policy.colour: Extra inputs are not permitted"),
         ('vault_domain = "default"', 'vault_domain = "Bad Domain"', "policy.vault_domain"),
         ("rewrite_read_names = true", "rewrite_read_names = false", "rewrite_read_names = false is below"),
+        (
+            'aux_tags_keep = ["RG"',
+            'aux_tags_keep = ["*", "RG"',
+            "genomic.aux_tags_keep = .* is below the cgipa floor",
+        ),
+        ('info_keep = ["AC"', 'info_keep = ["*", "AC"', "genomic.info_keep"),
+        ('sam_header_keep = ["HD", "SQ", "RG"]', 'sam_header_keep = ["HD", "RG"]', "must list SQ"),
         ("[aliases]", '[aliases]\npatient = "fullname"', "aliases.patient: fullname is not a column"),
     ],
 )
