@@ -7,8 +7,8 @@ codes, so partners given different domains cannot join their copies.
 
 At rest a domain is one file, `vault/<domain>.vault` (0600): a JSON line with the domain's data
 key wrapped by the lab key or AWS KMS (keys/wrap.py), then the mapping as Arrow IPC sealed with
-ChaCha20-Poly1305
-(associated data: format and domain, so a file moved to another domain does not open). Runs are
+ChaCha20-Poly1305 (keys/sealed.py; associated data: format and domain, so a file moved to another
+domain does not open). Runs are
 serialised per domain with an exclusive file lock around read-assign-write, and the file is
 replaced atomically: two concurrent runs never hand out two codes for one value and never
 corrupt the vault. Nothing here logs or raises with a value or a code in its message.
@@ -16,25 +16,17 @@ corrupt the vault. Nothing here logs or raises with a value or a code in its mes
 
 from __future__ import annotations
 
-import base64
 import enum
-import fcntl
 import io
-import json
-import os
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
-from keys.errors import KeyFormatError, KeyStoreError
+from keys.errors import KeyStoreError
+from keys.sealed import SealedFile
 from keys.secret import DataKey
-from keys.signed_json import write_atomic
-from keys.wrap import KeyWrapper, WrappedKey
+from keys.wrap import KeyWrapper
 
 if TYPE_CHECKING:  # polars and pyarrow load only when a vault is used: `import keys` stays light
     import polars as pl
@@ -88,11 +80,15 @@ class Vault:
         self.directory = home / "vault"
         self.domain = domain
         self.path = self.directory / f"{domain}.vault"
-        self._wrapper = wrapper
-
-    @property
-    def _aad(self) -> bytes:
-        return f"genegate-vault|{VAULT_FORMAT}|{self.domain}".encode()
+        self._sealed = SealedFile(
+            self.path,
+            purpose=f"vault:{domain}",
+            aad=f"genegate-vault|{VAULT_FORMAT}|{domain}".encode(),
+            header={"format": VAULT_FORMAT, "domain": domain},
+            wrapper=wrapper,
+            what="vault file",
+            mismatch="belongs to another vault domain",
+        )
 
     def pseudonyms(self, kind: CodeKind, values: Sequence[str], create: bool = True) -> dict[str, str]:
         """The code of each value; with create, values without one get a new random code (stored)."""
@@ -113,7 +109,7 @@ class Vault:
         import pyarrow as pa
 
         out: dict[CodeKind, pl.DataFrame] = {}
-        with self._locked():
+        with self._sealed.locked():
             key, table = self._load()
             stored = pl.from_arrow(table)
             assert isinstance(stored, pl.DataFrame)
@@ -150,69 +146,28 @@ class Vault:
 
     def size(self) -> dict[str, int]:
         """How many codes of each kind the domain holds (counts only)."""
-        with self._locked():
+        with self._sealed.locked():
             _, table = self._load()
         kinds = table.column("kind").to_pylist()
         return {k.value: kinds.count(k.value) for k in CodeKind}
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(self.directory / f"{self.domain}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
     def _load(self) -> tuple[DataKey, pa.Table]:
-        if not self.path.exists():
-            key = DataKey.generate()
-            empty = _schema().empty_table()
-            self._store(key, empty, wrapped=self._wrapper.wrap(key, f"vault:{self.domain}"))
-            return key, empty
-        try:
-            head, _, sealed = self.path.read_bytes().partition(b"\n")
-            body = json.loads(head)
-            wrapped = WrappedKey.from_json(body["wrapped_key"])
-            nonce = base64.b64decode(body["nonce"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise KeyFormatError(
-                str(self.path), "not a genegate vault file; restore it from a backup"
-            ) from exc
-        if body.get("domain") != self.domain or wrapped.purpose != f"vault:{self.domain}":
-            raise KeyStoreError(f"{self.path} belongs to another vault domain; restore the right file")
-        key = self._wrapper.unwrap(wrapped)
-        try:
-            plain = ChaCha20Poly1305(key.reveal()).decrypt(nonce, sealed, self._aad)
-        except InvalidTag as exc:
-            raise KeyStoreError(
-                f"{self.path} does not authenticate: it was altered; restore it from a backup"
-            ) from exc
-        self._wrapped = wrapped
         from pyarrow import ipc
 
+        key, plain = self._sealed.load()
+        if plain is None:  # a new domain: its (empty) file is written at once, so its key is kept
+            empty = _schema().empty_table()
+            self._store(key, empty)
+            return key, empty
         return key, ipc.open_stream(plain).read_all()
 
-    def _store(self, key: DataKey, table: pa.Table, wrapped: WrappedKey | None = None) -> None:
-        wrapped = wrapped or self._wrapped
-        self._wrapped = wrapped
+    def _store(self, key: DataKey, table: pa.Table) -> None:
         from pyarrow import ipc
 
         sink = io.BytesIO()
         with ipc.new_stream(sink, _schema()) as writer:
             writer.write_table(table)
-        nonce = os.urandom(12)
-        sealed = ChaCha20Poly1305(key.reveal()).encrypt(nonce, sink.getvalue(), self._aad)
-        body = {
-            "format": VAULT_FORMAT,
-            "domain": self.domain,
-            "wrapped_key": wrapped.to_json(),
-            "nonce": base64.b64encode(nonce).decode("ascii"),
-        }
-        # one JSON line (no secret in it), a newline, then the sealed mapping
-        write_atomic(self.path, json.dumps(body).encode("utf-8") + b"\n" + sealed, mode=0o600)
+        self._sealed.store(key, sink.getvalue())
 
 
 def _unique_codes(kind: CodeKind, n: int, used: pl.Series) -> pl.Series:
