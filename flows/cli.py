@@ -20,6 +20,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 
 from deid import DeidError
 from flows.cli_assess import register_assess_commands
+from flows.cli_audit import register_audit_commands
 from flows.cli_crypt import register_crypt_commands
 from flows.cli_deid import policy_app, register_deid_commands
 from flows.cli_gate import consent_app, register_gate_commands
@@ -147,13 +148,7 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
 
 register_assess_commands(app)
 _not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
-for _name, _help in (
-    ("verify", "Verify the hash chain and every signature of the transfer log."),
-    ("list", "List log entries."),
-    ("export", "Export the log to Parquet."),
-    ("report", "Write an HTML report of the log."),
-):
-    _not_built(f"audit {_name}", 7, _help, audit_app)
+register_audit_commands(audit_app)
 
 
 def run(argv: list[str] | None = None) -> int:

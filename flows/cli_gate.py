@@ -1,8 +1,9 @@
-"""`genegate transfer --dry-run`, `genegate law show`, `genegate consent revoke | impact`.
+"""`genegate transfer [--dry-run]`, `genegate law show`, `genegate consent revoke | impact`.
 
 Parse, call the library, print. The gate's rules live in transfer/gate.py; this module gathers
 its facts (release.json and the ledger, the recipient, the consent register mapped to vault
-codes, the transfer log) and prints the decision. Exit codes: 0 allowed, 3 denied, 2 bad input.
+codes, the transfer log) and prints the decision; without --dry-run it calls transfer.send_release
+and prints what was delivered. Exit codes: 0 allowed (and delivered), 3 denied, 2 bad input, 1 failure.
 """
 
 from __future__ import annotations
@@ -17,22 +18,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.console import err, iso_date, out, passphrase, settings, today
-from flows.errors import UsageProblem
 from keys import ConsentRegister, Keystore, KeyWrapper, WrapMode
 from transfer import (
     TRANSFER_LOG,
     Adequacy,
     Decision,
+    DeliveryError,
+    DestinationUnusable,
     LawTables,
+    SendOutcome,
+    SendResult,
+    TransferLog,
     check_transfer,
     list_ledgers,
     load_law_tables,
     read_deliveries,
+    send_release,
     subject_codes,
     subject_impact,
 )
 
 EXIT_DENIED = 3
+EXIT_FAILURE = 1
 REVOCATION_DAYS = 30  # CGIPA: honour a revocation (destroy the sample) within 30 days
 
 consent_app = typer.Typer(
@@ -64,16 +71,9 @@ def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
     ) -> int:
         """Gate a release for one recipient: every rule of the transfer gate, with reasons."""
         store = Keystore(settings(ctx).home)
-        decision = check_transfer(store, release, to, today(), _wrapper(store))
         if not dry_run:
-            if decision.allowed:
-                raise UsageProblem(
-                    "the gate allows this transfer, but encryption and delivery arrive with issue #7; "
-                    "nothing was sent (use --dry-run to print the decision)"
-                )
-            failing = ", ".join(decision.failed)
-            err.print(f"genegate: transfer denied by the gate ({failing}); --dry-run shows why", markup=False)
-            return EXIT_DENIED
+            return _send(store, release, to, settings(ctx).json or json_output)
+        decision = check_transfer(store, release, to, today(), _wrapper(store))
         if settings(ctx).json or json_output:
             out.print_json(json.dumps(decision.to_json(), ensure_ascii=False))
         else:
@@ -88,6 +88,51 @@ def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
             out.print_json(json.dumps(tables.to_json(), ensure_ascii=False))
             return
         _print_tables(tables)
+
+
+def _send(store: Keystore, release: Path, to: str, as_json: bool) -> int:
+    """Run send_release; exit 0 delivered or unchanged, 3 denied, 1 a delivery failure."""
+    secret = passphrase()
+    wrapper = store.vault_wrapper(secret if store.config().wrap_mode is WrapMode.LAB_KEY else None)
+    log = TransferLog(store.home / TRANSFER_LOG)
+    try:
+        result = send_release(store, release, to, secret, today(), wrapper=wrapper, log=log)
+    except DeliveryError as exc:
+        if isinstance(exc, DestinationUnusable):
+            raise  # bad input: exit 2 with one line
+        err.print(
+            f"genegate: error: transfer failed: {' '.join(str(exc).split())}", markup=False, soft_wrap=True
+        )
+        return EXIT_FAILURE
+    if as_json:
+        out.print_json(json.dumps(result.to_json(), ensure_ascii=False))
+    elif result.outcome is SendOutcome.DENIED:
+        failing = ", ".join(result.decision.failed)
+        err.print(
+            f"genegate: transfer denied by the gate ({failing}); --dry-run shows why",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        _print_sent(result)
+    return EXIT_DENIED if result.outcome is SendOutcome.DENIED else 0
+
+
+def _print_sent(result: SendResult) -> None:
+    total = sum(f.bytes for f in result.files)
+    if result.outcome is SendOutcome.UNCHANGED:
+        head = f"unchanged: release {result.decision.release_id} is already at {result.destination}"
+    else:
+        head = (
+            f"delivered: release {result.decision.release_id} -> {result.decision.recipient_id} at "
+            f"{result.destination}; sent {len(result.sent)} of {len(result.files)} file(s), "
+            f"{result.bytes_sent} bytes"
+        )
+    out.print(f"{head} ({len(result.files)} file(s), {total} bytes encrypted)", markup=False)
+    table = Table("file", "bytes", "plaintext sha256", "ciphertext sha256")
+    for f in result.files:
+        table.add_row(escape(f.name), str(f.bytes), f.plaintext_sha256[:16], f.ciphertext_sha256[:16])
+    out.print(table)
 
 
 def _print_decision(decision: Decision) -> None:

@@ -22,7 +22,17 @@ from typing import Any
 from deid import assess, deidentify, load_policy
 from deid.synth import CohortSpec, CohortSummary, Progress, synthesize_cohort
 from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
-from transfer import check_transfer, decrypt_file, encrypt_file, header_recipients_count, reencrypt_file
+from transfer import (
+    TRANSFER_LOG,
+    TransferLog,
+    check_transfer,
+    decrypt_file,
+    encrypt_file,
+    header_recipients_count,
+    reencrypt_file,
+    render_report,
+    send_release,
+)
 
 MARKER = ".genegate-demo"
 DEMO_PASSPHRASE = "genegate demo passphrase (synthetic data only)"  # noqa: S105 - demo keystore only
@@ -59,10 +69,10 @@ def prepare(out: Path) -> None:
 def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[str], None]) -> DemoReport:
     """Run every built stage into out (which prepare() made)."""
     report = DemoReport(out=out)
-    announce(f"1/5 synth: a synthetic identified cohort of {samples} samples")
+    announce(f"1/6 synth: a synthetic identified cohort of {samples} samples")
     report.cohort = synthesize_cohort(CohortSpec(out=out / "cohort", samples=samples, seed=7), progress)
     report.stages["synth"] = report.cohort.as_dict()
-    announce("2/5 keys: lab keystore, three partners, Crypt4GH encrypt / re-key / decrypt")
+    announce("2/6 keys: lab keystore, three partners, Crypt4GH encrypt / re-key / decrypt")
     keys = report.stages["keys"] = _keys_stage(out)
     report.lines.append(
         f"keys: lab key {keys['lab_fingerprint']}; recipients {', '.join(PARTNER_IDS)}; the VCF encrypted "
@@ -86,7 +96,7 @@ def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[st
         f"deid --summary-only: release {summary['release_id']}: allele frequencies at "
         f"{summary['genomic']['summary']['sites_out']} sites, no individual-level file"
     )
-    announce("4/5 assess: re-identification tests T01-T14 on both releases, results to Parquet")
+    announce("4/6 assess: re-identification tests T01-T14 on both releases, results to Parquet")
     for key in ("deid", "deid_summary"):
         outcome = report.stages[f"assess_{key}"] = _assess_stage(out, report.stages[key])
         report.lines.append(
@@ -98,12 +108,62 @@ def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[st
             )
             + f"; {outcome['metrics']} metrics in {outcome['results']}"
         )
-    announce("5/5 gate: each release against each partner (dry run: nothing is sent)")
+    announce("5/6 gate: each release against each partner (dry run: nothing is sent)")
     gate = report.stages["gate"] = _gate_stage(out, [report.stages["deid_summary"], report.stages["deid"]])
     for line in gate["lines"]:
         report.lines.append(line)
-    report.lines.append("not built yet: encrypted delivery and the transfer log (issue #7), flows (issue #8)")
+    announce("6/6 transfer + audit: deliver what the gate allows, log every decision, verify the log")
+    sent = report.stages["transfer"] = _transfer_stage(
+        out, [report.stages["deid_summary"], report.stages["deid"]]
+    )
+    report.lines += sent["lines"]
+    report.lines.append("not built yet: Prefect flows and scheduled transfers (issue #8)")
     return report
+
+
+def _transfer_stage(out: Path, releases: list[dict[str, Any]]) -> dict[str, Any]:
+    store = Keystore(out / "keystore")
+    passphrase = _passphrase()
+    wrapper = store.vault_wrapper(passphrase)
+    today = dt.datetime.now(dt.UTC).date()
+    log = TransferLog(store.home / TRANSFER_LOG)
+    outcomes: dict[str, str] = {}
+    lines = []
+    for release in releases:
+        for rid in PARTNER_IDS:
+            result = send_release(
+                store, Path(release["path"]), rid, passphrase, today, wrapper=wrapper, log=log
+            )
+            outcomes[f"{release['release_id']}->{rid}"] = result.outcome
+            if result.outcome != "denied":
+                lines.append(
+                    f"transfer {release['release_id']} -> {rid}: {result.outcome}, {len(result.files)} files "
+                    f"Crypt4GH-encrypted, {result.bytes_sent} bytes to {result.destination}"
+                )
+    first = next(k for k, v in outcomes.items() if v != "denied")
+    release_id, rid = first.split("->")
+    again = send_release(
+        store, out / "releases" / release_id, rid, passphrase, today, wrapper=wrapper, log=log
+    )  # a re-run delivers nothing and logs that
+    verification = log.verify(store.verify_key())
+    html = out / "audit-report.html"
+    html.write_text(render_report(log.entries(), verification, str(log.path)), encoding="utf-8")
+    denied = sum(1 for v in outcomes.values() if v == "denied")
+    lines.append(
+        f"transfer re-run {release_id} -> {rid}: {again.outcome}; "
+        f"{denied} denied transfers logged with their rules"
+    )
+    lines.append(
+        f"audit verify: {'ok' if verification.ok else 'FAILED: ' + str(verification.reason)} "
+        f"({verification.entries} signed, hash-chained entries); report {html.relative_to(out)}"
+    )
+    return {
+        "outcomes": outcomes,
+        "rerun": again.outcome,
+        "log_ok": verification.ok,
+        "log_entries": verification.entries,
+        "lines": lines,
+    }
 
 
 def _passphrase() -> Passphrase:

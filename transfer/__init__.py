@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from transfer.check import check_transfer
 from transfer.decision import Decision, RuleId, RuleOutcome
+from transfer.delivery import DeliveredFile, S3Settings
 from transfer.envelope import (
     SEGMENT_SIZE,
     EnvelopeDigest,
@@ -18,15 +19,24 @@ from transfer.envelope import (
     reencrypt_file,
 )
 from transfer.errors import (
+    DeliveryError,
+    DeliveryMismatch,
+    DeliveryRejected,
+    DestinationUnusable,
     EnvelopeError,
     FactsError,
     IntegrityError,
     LawTableError,
     LedgerUnreadable,
+    LogEventRefused,
+    LogMirrorFailed,
     NoKeyForFile,
     NotCrypt4GH,
+    RegionMismatch,
     ReleaseUnreadable,
+    TornLogError,
     TransferError,
+    TransferLogError,
     TransferLogUnreadable,
     UnsupportedEnvelope,
 )
@@ -48,6 +58,18 @@ from transfer.facts import (
 )
 from transfer.gate import decide_transfer
 from transfer.law.tables import Adequacy, LawTables, Regime, load_law_tables
+from transfer.log import LogVerification, TransferLog, mirror_entry
+from transfer.log_event import LogEvent
+from transfer.log_report import (
+    entry_country,
+    failed_rules,
+    is_denied,
+    render_report,
+    select_entries,
+    total_bytes,
+    write_parquet,
+)
+from transfer.send import SendOutcome, SendResult, send_release
 
 __all__ = [
     "SEGMENT_SIZE",
@@ -55,7 +77,12 @@ __all__ = [
     "Adequacy",
     "AssessmentStatus",
     "Decision",
+    "DeliveredFile",
     "Delivery",
+    "DeliveryError",
+    "DeliveryMismatch",
+    "DeliveryRejected",
+    "DestinationUnusable",
     "EnvelopeDigest",
     "EnvelopeError",
     "FactsError",
@@ -64,17 +91,28 @@ __all__ = [
     "LawTables",
     "Ledger",
     "LedgerUnreadable",
+    "LogEvent",
+    "LogEventRefused",
+    "LogMirrorFailed",
+    "LogVerification",
     "NoKeyForFile",
     "NotCrypt4GH",
     "Regime",
+    "RegionMismatch",
     "ReleaseClass",
     "ReleaseFacts",
     "ReleaseImpact",
     "ReleaseUnreadable",
     "RuleId",
     "RuleOutcome",
+    "S3Settings",
+    "SendOutcome",
+    "SendResult",
     "SubjectFacts",
+    "TornLogError",
     "TransferError",
+    "TransferLog",
+    "TransferLogError",
     "TransferLogUnreadable",
     "UnsupportedEnvelope",
     "check_transfer",
@@ -84,12 +122,21 @@ __all__ = [
     "deliveries_to",
     "encrypt_file",
     "encrypt_stream",
+    "entry_country",
+    "failed_rules",
     "header_recipients_count",
+    "is_denied",
     "list_ledgers",
     "load_law_tables",
     "load_release_facts",
+    "mirror_entry",
     "read_deliveries",
     "reencrypt_file",
+    "render_report",
+    "select_entries",
+    "send_release",
     "subject_codes",
     "subject_impact",
+    "total_bytes",
+    "write_parquet",
 ]

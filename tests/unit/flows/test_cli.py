@@ -29,8 +29,6 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
     ("argv", "issue"),
     [
         (["run", "release-and-share", "--manifest", "m.csv"], 8),
-        (["audit", "verify"], 7),
-        (["audit", "list", "--denied"], 7),
     ],
 )
 def test_unbuilt_command_says_so_in_one_line(
@@ -140,6 +138,13 @@ def test_demo_rebuilds_its_own_directory_only(tmp_path: Path, capsys: pytest.Cap
     )
     allowed = [k for k, d in stages["gate"]["decisions"].items() if d["allowed"]]
     assert [f"{stages['deid_summary']['release_id']}->ch-zurich-genomics"] == allowed
+    delivered = [k for k, v in stages["transfer"]["outcomes"].items() if v == "delivered"]
+    assert (allowed, "unchanged", True, 7) == (
+        delivered,
+        stages["transfer"]["rerun"],
+        stages["transfer"]["log_ok"],
+        stages["transfer"]["log_entries"],
+    )
     other = tmp_path / "mine"
     other.mkdir()
     capsys.readouterr()
