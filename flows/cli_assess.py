@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from flows.console import err, out, settings
+from flows.console import err, out, passphrase, settings
 from flows.errors import UsageProblem
+from flows.receipts import log_destruction_receipt
 
 EXIT_BLOCKED = 1
 JsonFlag = Annotated[
@@ -53,6 +54,7 @@ def register_assess_commands(app: typer.Typer) -> None:
             raise UsageProblem(f"--identified {identified}: no such file")
         chosen = load_policy(policy) if policy is not None else None
         outcome = assess(release, identified, results, chosen, seed=seed)
+        logged = _log_receipt(settings(ctx).home, release, outcome.as_dict())
         if settings(ctx).json or json_output:
             out.print_json(json.dumps(outcome.as_dict()))
         else:
@@ -73,7 +75,8 @@ def register_assess_commands(app: typer.Typer) -> None:
             failed = ", ".join(outcome.blocking_failed) or "none"
             err.print(
                 f"assessment {outcome.status}: class {outcome.release_class}; blocking failures: {failed}; "
-                f"results {outcome.results_file}",
+                f"results {outcome.results_file}; destruction receipt "
+                + ("logged" if logged else "not logged (no keystore: run `genegate keys init`)"),
                 markup=False,
             )
         return 0 if outcome.status == "passed" else EXIT_BLOCKED
@@ -85,3 +88,14 @@ def _number(value: float) -> str:
     if math.isinf(value) or value == int(value):
         return str(value) if math.isinf(value) else str(int(value))
     return f"{value:.4g}"
+
+
+def _log_receipt(home: Path, release: Path, outcome: dict[str, Any]) -> bool:
+    """The receipt to the transfer log when there is a keystore to sign with; False when there is none."""
+    from keys import Keystore
+
+    store = Keystore(home)
+    if not store.exists():
+        return False
+    log_destruction_receipt(store, release, outcome, passphrase())
+    return True

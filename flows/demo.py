@@ -21,6 +21,7 @@ from typing import Any
 
 from deid import assess, deidentify, load_policy
 from deid.synth import CohortSpec, CohortSummary, Progress, synthesize_cohort
+from flows.receipts import log_destruction_receipt
 from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
 from transfer import (
     TRANSFER_LOG,
@@ -196,6 +197,7 @@ def _deid_stage(out: Path, summary_only: bool) -> dict[str, Any]:
 
 def _assess_stage(out: Path, deid: dict[str, Any]) -> dict[str, Any]:
     result = assess(Path(deid["path"]), out / "cohort" / "manifest.csv", out / "results", seed=7)
+    log_destruction_receipt(Keystore(out / "keystore"), Path(deid["path"]), result.as_dict(), _passphrase())
     return {
         "status": result.status,
         "class": result.release_class,

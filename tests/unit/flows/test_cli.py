@@ -139,7 +139,7 @@ def test_demo_rebuilds_its_own_directory_only(tmp_path: Path, capsys: pytest.Cap
     allowed = [k for k, d in stages["gate"]["decisions"].items() if d["allowed"]]
     assert [f"{stages['deid_summary']['release_id']}->ch-zurich-genomics"] == allowed
     delivered = [k for k, v in stages["transfer"]["outcomes"].items() if v == "delivered"]
-    assert (allowed, "unchanged", True, 7) == (
+    assert (allowed, "unchanged", True, 9) == (  # 2 destruction receipts, 6 decisions, 1 re-run
         delivered,
         stages["transfer"]["rerun"],
         stages["transfer"]["log_ok"],

@@ -60,8 +60,18 @@ def test_assess_fails_a_small_release_with_exit_1(
     added = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()} - {
         p.relative_to(tmp_path).as_posix() for p in tree_before
     }
-    assert {f"results/release_id=r1/run-{outcome['run_id']}.parquet"} == added  # default results/ in the cwd
+    assert {  # default results/ in the cwd; the destruction receipt in the keystore's transfer log
+        f"results/release_id=r1/run-{outcome['run_id']}.parquet",
+        "ks/transfer-log.jsonl",
+        "ks/transfer-log.jsonl.head",
+    } == added
     assert temp_before == set(Path(tempfile.gettempdir()).glob("genegate-assess-*"))  # private dir gone
+    [entry] = [json.loads(line) for line in (tmp_path / "ks" / "transfer-log.jsonl").read_text().splitlines()]
+    assert ("assessment.destroyed", "r1", outcome["destruction_receipt"]) == (
+        entry["event"],
+        entry["release_id"],
+        entry["receipt"],
+    )
 
 
 def test_assess_prints_a_table(
