@@ -66,7 +66,11 @@ def plan_files(
     """
     if included.height != sample_codes.len():
         raise DeidError("plan genomic files: one sample code per included row is needed")
-    rows = included.with_columns(sample_codes.alias("_code")).to_dicts()
+    named = [
+        pl.col(c).is_not_null() & (pl.col(c).cast(pl.String) != "") for c in GENOMIC_COLUMNS if c in included
+    ]
+    with_code = included.with_columns(sample_codes.alias("_code"))
+    rows = (with_code.filter(pl.any_horizontal(named)) if named else with_code.clear()).to_dicts()
     jobs: list[Job] = []
     joint: dict[Path, list[tuple[str, str, str]]] = {}  # vcf -> (column, code, population), row order
     for row in rows:
