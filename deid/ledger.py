@@ -44,19 +44,30 @@ def subject_facts(included: pl.DataFrame, subject_codes: pl.Series, release_date
     frame = included.with_columns(subject_codes.alias("_subject"))
     at = _col(frame, "collection_date", pl.Date).fill_null(pl.lit(release_date, dtype=pl.Date))
     age = age_at("date_of_birth", at) if "date_of_birth" in frame.columns else pl.lit(None, dtype=pl.Int32)
-    parts = (
-        _col(frame, "consent_transfer", pl.String).fill_null("").str.split(";")
-        .list.eval(pl.element().str.strip_chars()).list.eval(pl.element().filter(pl.element() != ""))
-        .list.unique().list.sort()
-    )  # fmt: skip
+    consent = _col(frame, "consent_transfer", pl.String).fill_null("").alias("_consent")
     rows = frame.select(
         pl.col("_subject").alias("subject"),
         _col(frame, "residence_region", pl.String).alias("residence_region"),
-        pl.when(parts.list.contains("*")).then(pl.lit(["*"])).otherwise(parts).alias("consent_transfer"),
+        consent,
         (age < MINOR_AGE).fill_null(value=True).alias("minor_at_collection"),
         _col(frame, "guardian_consent", pl.Boolean).alias("guardian_consent"),
         _col(frame, "received_opt_out", pl.Boolean).fill_null(value=False).alias("received_opt_out"),
     )
+    # parse each distinct consent cell once (a cohort has a handful), then join the lists back
+    distinct = rows.select(pl.col("_consent").unique())
+    parts = (
+        pl.col("_consent").str.split(";").list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != "")).list.unique().list.sort()
+    )  # fmt: skip
+    parsed = distinct.with_columns(
+        pl.when(parts.list.contains("*")).then(pl.lit(["*"])).otherwise(parts).alias("consent_transfer")
+    )
+    rows = (
+        rows.join(parsed, on="_consent", how="left", maintain_order="left")
+        .drop("_consent")
+        .select("subject", "residence_region", "consent_transfer", "minor_at_collection",
+                "guardian_consent", "received_opt_out")
+    )  # fmt: skip
     repeated = rows.filter(pl.col("subject").is_duplicated())
     if repeated.is_empty():
         return rows
