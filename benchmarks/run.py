@@ -21,6 +21,7 @@ from benchmarks import (
     bench_reid,
     bench_reid_genotypes,
     bench_synth,
+    bench_transfer,
     bench_vcf,
 )
 from benchmarks.harness import markdown
@@ -35,6 +36,7 @@ MODULES = (
     bench_fastq,
     bench_reid,
     bench_reid_genotypes,
+    bench_transfer,
 )
 
 

@@ -9,17 +9,22 @@ Configuration (environment; unset means the boto3 default):
     GENEGATE_S3_ADDRESSING_STYLE auto | virtual | path
     GENEGATE_S3_PART_SIZE        multipart part size in bytes (default 64 MiB, at least 5 MiB);
                                  a file no larger than one part is a single PUT
+    GENEGATE_S3_MAX_ATTEMPTS     attempts per request, the first included (default 6; 1 = no retry)
 
 Layout: `<prefix>/<release_id>/<name>.c4gh`, the signed `delivery-manifest.json` beside them,
 staging under `<prefix>/<release_id>/.partial/<transfer_id>/`. Every upload carries SHA-256
 checksums (`ChecksumAlgorithm="SHA256"`; per part for multipart, so S3 stores the composite
-checksum) and our own digests in its metadata. `verify` reads HeadObject with ChecksumMode=ENABLED
-and compares the size and the server's checksum with the checksum computed here from the bytes
-sent (S3 servers such as moto accept a wrong client checksum, so this comparison is ours).
-`publish` copies each staged object to its final key (the server recomputes a full SHA-256, checked
-against the ciphertext digest), deletes the staged one, and writes the manifest last. Before any
-upload, GetBucketLocation must equal the recipient's declared region. botocore errors become
-DeliveryRejected naming the operation, the key and the S3 error code.
+checksum; four parts in flight at once) and our own digests in its metadata. `verify` reads
+HeadObject with ChecksumMode=ENABLED and compares the size and the server's checksum with the
+checksum computed here from the bytes sent (S3 servers such as moto accept a wrong client checksum,
+so this comparison is ours). `publish` copies each staged object to its final key (the server
+recomputes a full SHA-256, checked against the ciphertext digest), deletes the staged one, and
+writes the manifest last. Before any upload, GetBucketLocation must equal the recipient's declared
+region. botocore errors become DeliveryRejected naming the operation, the key and the S3 error
+code.
+
+A failed multipart upload is aborted at once; one a crash left behind (or whose abort failed too)
+is aborted by the next run of the same transfer, when it looks at its staging area (`staged`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import base64
 import contextlib
 import hashlib
 import re
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,8 @@ from transfer.errors import DeliveryMismatch, DeliveryRejected, DestinationUnusa
 STAGING = ".partial"
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 64 * 1024 * 1024
+UPLOAD_THREADS = 4  # parts in flight at once (and at most one more read ahead)
+DEFAULT_MAX_ATTEMPTS = 6  # the first request and five retries
 MAX_PARTS = 10_000
 COPY_LIMIT = 5 * 1024**3  # CopyObject copies at most 5 GiB in one request
 META_CIPHERTEXT = "genegate-ciphertext-sha256"
@@ -56,6 +65,7 @@ class S3Settings:
     sse_kms_key_id: str | None = None
     addressing_style: str = "auto"
     part_size: int = DEFAULT_PART_SIZE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> S3Settings:
@@ -70,6 +80,11 @@ class S3Settings:
             raise DestinationUnusable(
                 "GENEGATE_S3_PART_SIZE", f"must be a whole number of bytes, at least {MIN_PART_SIZE}"
             )
+        attempts = environ.get("GENEGATE_S3_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS))
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise DestinationUnusable(
+                "GENEGATE_S3_MAX_ATTEMPTS", "must be a whole number of attempts, at least 1 (1 = no retry)"
+            )
         return cls(
             endpoint_url=environ.get("GENEGATE_S3_ENDPOINT_URL") or None,
             region=environ.get("GENEGATE_S3_REGION") or None,
@@ -77,6 +92,7 @@ class S3Settings:
             sse_kms_key_id=environ.get("GENEGATE_S3_SSE_KMS_KEY_ID") or None,
             addressing_style=style,
             part_size=int(raw),
+            max_attempts=int(attempts),
         )
 
 
@@ -131,7 +147,8 @@ class S3Destination:
         return self._list(self.root, skip_staging=True)
 
     def staged(self) -> dict[str, ObjectInfo]:
-        """The objects this transfer staged earlier that still verify."""
+        """The objects this transfer staged earlier that still verify; its unfinished uploads are aborted."""
+        self._abort_unfinished()
         found = self._list(self.staging, skip_staging=False)
         good: dict[str, ObjectInfo] = {}
         for name, info in found.items():
@@ -220,24 +237,23 @@ class S3Destination:
         parts: list[dict[str, Any]] = []
         digests: list[bytes] = []
         try:
-            with open(path, "rb") as handle:
-                while chunk := handle.read(part_size):
-                    digest = hashlib.sha256(chunk).digest()
-                    checksum = base64.b64encode(digest).decode("ascii")
-                    number = len(parts) + 1
-                    response = self._call(
-                        "UploadPart",
-                        key,
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        ChecksumAlgorithm="SHA256",
-                        ChecksumSHA256=checksum,
-                    )
-                    parts.append({"ETag": response["ETag"], "PartNumber": number, "ChecksumSHA256": checksum})
-                    digests.append(digest)
+            with open(path, "rb") as handle, ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+                pending: deque[Future[dict[str, Any]]] = deque()
+                number = 0
+                try:
+                    while chunk := handle.read(part_size):
+                        number += 1
+                        digest = hashlib.sha256(chunk).digest()
+                        digests.append(digest)
+                        pending.append(pool.submit(self._part, key, upload_id, number, chunk, digest))
+                        del chunk
+                        if len(pending) > UPLOAD_THREADS:  # at most threads + 1 parts held in memory
+                            parts.append(pending.popleft().result())
+                    parts.extend(f.result() for f in pending)
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
             self._call(
                 "CompleteMultipartUpload",
                 key,
@@ -251,12 +267,44 @@ class S3Destination:
             raise
         return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode("ascii") + f"-{len(parts)}"
 
+    def _part(self, key: str, upload_id: str, number: int, chunk: bytes, digest: bytes) -> dict[str, Any]:
+        """Upload one part with its SHA-256 checksum; its entry for CompleteMultipartUpload."""
+        checksum = base64.b64encode(digest).decode("ascii")
+        response = self._call(
+            "UploadPart",
+            key,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=chunk,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return {"ETag": response["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
+
     def _abort(self, key: str, upload_id: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         # if this fails too, a lifecycle rule (AbortIncompleteMultipartUpload) removes what is left
         with contextlib.suppress(BotoCoreError, ClientError):
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
+    def _abort_unfinished(self) -> None:
+        """Abort the multipart uploads left under this transfer's staging (a crash, a failed abort)."""
+        token: dict[str, str] = {}
+        while True:
+            page = self._call(
+                "ListMultipartUploads", self.staging, Bucket=self.bucket, Prefix=self.staging, **token
+            )
+            for upload in page.get("Uploads", []):
+                key = upload["Key"]
+                self._call(
+                    "AbortMultipartUpload", key, Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                )
+            if not page.get("IsTruncated"):
+                return
+            token = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
     def _copy(self, source: str, final: str, size: int) -> None:
         args: dict[str, Any] = {"ChecksumAlgorithm": "SHA256", "MetadataDirective": "COPY", **self._sse()}
@@ -370,7 +418,7 @@ def _client(settings: S3Settings, region: str) -> Any:
     config = Config(
         region_name=region,
         s3={"addressing_style": settings.addressing_style},
-        retries={"max_attempts": 5, "mode": "standard"},
+        retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         tcp_keepalive=True,

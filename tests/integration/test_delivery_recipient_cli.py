@@ -1,0 +1,175 @@
+"""The recipient's side: a file:// delivery decrypts with the reference `crypt4gh` CLI (1.8.6).
+
+The recipient holds only their secret key file and the outbox; every delivered `.c4gh` must
+decrypt with `crypt4gh decrypt --sk recipient.sec` to the release file, byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deid import assess, deidentify, load_policy
+from deid.release import release_digest
+from deid.synth import CohortSpec, synthesize_cohort
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
+from transfer import SendOutcome, TransferLog, send_release
+from transfer.delivery import MANIFEST_NAME, read_manifest
+from transfer.envelope import encrypt_file
+from transfer.facts import TRANSFER_LOG, ledger_path
+
+PASS = Passphrase("correct horse battery")
+TODAY = dt.datetime.now(dt.UTC).date()
+CRYPT4GH = Path(sys.executable).parent / "crypt4gh"
+SEGMENT = 65536
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A keystore with an assessed summary release plus a multi-segment file (built once per module)."""
+    root = tmp_path_factory.mktemp("template")
+    synthesize_cohort(CohortSpec(out=root / "cohort", samples=12, seed=3, reads=False))
+    store = Keystore.init(root / "ks", PASS)
+    policy = load_policy("cgipa")
+    vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(PASS))
+    result = deidentify(
+        root / "cohort" / "manifest.csv",
+        policy,
+        root / "releases",
+        vault,
+        summary_only=True,
+        ledger=store.home / "ledger",
+    )
+    assess(result.path, root / "cohort" / "manifest.csv", root / "results", seed=7)
+    release = root / "releases" / "the-release"
+    result.path.rename(release)
+    # three whole segments and a partial one, so segment boundaries are crossed
+    add_file(release, store.home, "tables/counts.tsv", os.urandom(3 * SEGMENT + 777))
+    return root
+
+
+def add_file(release: Path, home: Path, name: str, data: bytes) -> None:
+    """Add a file to a release as `genegate deid` would list it: release.json and ledger digests agree."""
+    (release / name).parent.mkdir(parents=True, exist_ok=True)
+    (release / name).write_bytes(data)
+    doc = json.loads((release / "release.json").read_text())
+    doc["files"].append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+    doc["release_sha256"] = release_digest(doc["files"])
+    (release / "release.json").write_text(json.dumps(doc, indent=2))
+    ledger = ledger_path(home, doc["release_id"])
+    entry = json.loads(ledger.read_text())
+    entry["release_sha256"] = doc["release_sha256"]
+    ledger.write_text(json.dumps(entry, indent=2))
+
+
+def crypt4gh_decrypt(secret_key: Path, encrypted: Path, passphrase: str) -> bytes:
+    """`crypt4gh decrypt --sk KEY < FILE`, detached from any terminal; its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C4GH_")}
+    env["C4GH_PASSPHRASE"] = passphrase
+    done = subprocess.run(
+        [str(CRYPT4GH), "decrypt", "--sk", str(secret_key)],
+        input=encrypted.read_bytes(),
+        capture_output=True,
+        env=env,
+        check=False,
+        start_new_session=True,
+        timeout=120,
+    )
+    assert (0, encrypted.name) == (done.returncode, encrypted.name), done.stderr.decode(errors="replace")
+    return done.stdout
+
+
+def test_every_delivered_file_decrypts_with_the_reference_cli_to_the_release_bytes(
+    template: Path, tmp_path: Path
+) -> None:
+    """Deliver to a file:// outbox; the recipient's `crypt4gh decrypt` gives back each release file exactly."""
+    shutil.copytree(template / "ks", tmp_path / "ks")
+    release = tmp_path / "release"
+    shutil.copytree(template / "releases" / "the-release", release)
+    store = Keystore(tmp_path / "ks")
+    outbox = tmp_path / "outbox" / "ch-zurich"
+    key = SecretKey.generate()
+    with store.editing_registry(PASS) as registry:
+        registry.add(
+            new_recipient(
+                "ch-zurich",
+                name="Zurich",
+                country="CH",
+                public_key_text=key.public_key().to_pem(),
+                key_source="ch-zurich.pub",
+                destination=outbox.as_uri(),
+                region="eu-central-2",
+                valid_until=TODAY + dt.timedelta(days=365),
+                purposes=("DUO:0000006",),
+                contract_ref="NRC-1",
+                contract_signed=TODAY - dt.timedelta(days=30),
+                today=TODAY,
+                added_at="2026-01-01T00:00:00+00:00",
+            )
+        )
+        signed = TODAY - dt.timedelta(days=90)
+        for basis in (
+            Basis(BasisType.APPI_CONSENT, ref="APPI-1", signed=signed, consent_ref="APPI-C-1"),
+            Basis(BasisType.PIPL_CONTRACT, ref="PIPL-1", signed=signed, consent_ref="PIPL-C-1"),
+            Basis(BasisType.HGR_FILING, ref="HGR-1", signed=signed, filing="HGR-0042"),
+        ):
+            registry.add_basis("ch-zurich", basis, TODAY)
+    recipient_key = tmp_path / "recipient.sec"  # what the recipient holds: their key, scrypt-protected
+    recipient_key.write_bytes(encode_secret_key(key, PASS.reveal()))
+
+    result = send_release(
+        store,
+        release,
+        "ch-zurich",
+        PASS,
+        TODAY,
+        wrapper=store.vault_wrapper(PASS),
+        log=TransferLog(store.home / TRANSFER_LOG),
+    )
+
+    doc = json.loads((release / "release.json").read_text())
+    delivered = outbox / doc["release_id"]
+    names = sorted(["release.json", *(f["name"] for f in doc["files"])])
+    found = sorted(p.relative_to(delivered).as_posix() for p in delivered.rglob("*.c4gh"))
+    assert SendOutcome.DELIVERED == result.outcome
+    assert [f"{n}.c4gh" for n in names] == found
+    assert "tables/counts.tsv" in names
+    for name in names:
+        plaintext = crypt4gh_decrypt(recipient_key, delivered / f"{name}.c4gh", PASS.reveal())
+        assert (name, (release / name).read_bytes()) == (name, plaintext)
+    manifest = read_manifest((delivered / MANIFEST_NAME).read_bytes(), store.verify_key(), "test")
+    assert sorted(f"{n}.c4gh" for n in names) == sorted(e.name for e in manifest.files)
+
+
+def test_the_reference_cli_refuses_a_file_for_another_key(tmp_path: Path) -> None:
+    """The check above can fail: a different recipient key makes `crypt4gh decrypt` exit non-zero."""
+    encrypted = tmp_path / "x.c4gh"
+    intended = SecretKey.generate()
+    plain = tmp_path / "x.txt"
+    plain.write_bytes(b"release bytes" * 1000)
+    encrypt_file(plain, encrypted, [intended.public_key()])
+    other = tmp_path / "other.sec"
+    other.write_bytes(encode_secret_key(SecretKey.generate(), PASS.reveal()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C4GH_")}
+    env["C4GH_PASSPHRASE"] = PASS.reveal()
+    done = subprocess.run(
+        [str(CRYPT4GH), "decrypt", "--sk", str(other)],
+        input=encrypted.read_bytes(),
+        capture_output=True,
+        env=env,
+        check=False,
+        start_new_session=True,
+        timeout=120,
+    )
+    assert (1, b"") == (min(done.returncode, 1), done.stdout)
+    mine = tmp_path / "mine.sec"
+    mine.write_bytes(encode_secret_key(intended, PASS.reveal()))
+    assert plain.read_bytes() == crypt4gh_decrypt(mine, encrypted, PASS.reveal())
