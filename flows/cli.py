@@ -25,6 +25,7 @@ from flows.cli_crypt import register_crypt_commands
 from flows.cli_deid import policy_app, register_deid_commands
 from flows.cli_gate import consent_app, register_gate_commands
 from flows.cli_keys import keys_app
+from flows.cli_run import register_run_commands
 from flows.console import Settings, err, out, settings
 from flows.errors import NotBuilt, UsageProblem
 from keys import KeyStoreError
@@ -147,7 +148,7 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
 
 
 register_assess_commands(app)
-_not_built("run", 8, "Run a whole Prefect flow (release-and-share) on a manifest.")
+register_run_commands(app)
 register_audit_commands(audit_app)
 
 

@@ -118,7 +118,10 @@ def run_demo(out: Path, samples: int, progress: Progress, announce: Callable[[st
         out, [report.stages["deid_summary"], report.stages["deid"]]
     )
     report.lines += sent["lines"]
-    report.lines.append("not built yet: Prefect flows and scheduled transfers (issue #8)")
+    report.lines.append(
+        "the same chain as one Prefect flow: `genegate run release-and-share --manifest … --to …`; "
+        "scheduled partner transfers: prefect.yaml / `genegate schedule add` (the demo runs no server)"
+    )
     return report
 
 

@@ -25,23 +25,14 @@ def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> N
     assert set() == expected - listed
 
 
-@pytest.mark.parametrize(
-    ("argv", "issue"),
-    [
-        (["run", "release-and-share", "--manifest", "m.csv"], 8),
-    ],
-)
-def test_unbuilt_command_says_so_in_one_line(
-    argv: list[str], issue: int, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A command of the contract that is not built exits 2 with one line naming its issue, no output."""
-    assert 2 == run(argv)
+def test_run_without_required_options_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """`genegate run release-and-share` without --policy exits 2 with one line naming it, no output."""
+    assert 2 == run(["run", "release-and-share", "--manifest", "m.csv"])
     captured = capsys.readouterr()
     assert "" == captured.out
-    lines = captured.err.strip().splitlines()
-    assert 1 == len(lines)
-    assert f"(issue #{issue})" in lines[0]
-    assert lines[0].startswith("genegate: error: `genegate ")
+    assert [
+        "genegate: error: Missing option '--policy'. (see `genegate run release-and-share --help`)"
+    ] == captured.err.strip().splitlines()
 
 
 def test_unknown_option_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

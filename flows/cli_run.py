@@ -1,0 +1,144 @@
+"""`genegate run release-and-share` (the whole chain as one Prefect flow) and `genegate schedule add`.
+
+Runs against the Prefect API in $PREFECT_API_URL, or an ephemeral local one when it is unset
+(a few seconds to start). The passphrase comes from $GENEGATE_PASSPHRASE only: the flow's tasks
+read it there, and a flow run never prompts. Exit codes: 0 every recipient the gate allowed was
+delivered (or already held the release), 3 the gate denied every recipient, 1 a delivery failed,
+2 bad input. `schedule add` writes the recipient's partner-sync deployment into prefect.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.console import PASSPHRASE_ENV, err, out, settings
+from flows.errors import UsageProblem
+
+EXIT_FAILURE = 1
+EXIT_DENIED = 3
+
+run_app = typer.Typer(help="Run a whole pipeline as a Prefect flow.", no_args_is_help=True)
+schedule_app = typer.Typer(
+    help="Scheduled partner transfers: partner-sync/<recipient> deployments in prefect.yaml.",
+    no_args_is_help=True,
+)
+
+
+def register_run_commands(app: typer.Typer) -> None:
+    """Add the `run` and `schedule` groups to the top-level app."""
+    app.add_typer(run_app, name="run")
+    app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    ctx: typer.Context,
+    recipient: Annotated[str, typer.Argument(metavar="RECIPIENT", help="Recipient id from the registry.")],
+    cron: Annotated[str, typer.Option("--cron", help="Five cron fields, e.g. '0 2 * * 1' (Mondays 02:00).")],
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
+    releases: Annotated[Path, typer.Option("--releases", help="Directory that holds releases.")] = Path(
+        "releases"
+    ),
+    file: Annotated[Path, typer.Option("--file", help="The prefect.yaml to write.")] = Path("prefect.yaml"),
+    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool that runs it.")] = "genegate",
+) -> None:
+    """Write (or replace) the deployment partner-sync/RECIPIENT with a cron schedule into prefect.yaml."""
+    from flows.schedule import (
+        FLOW_NAME,
+        check_cron,
+        deployment_entry,
+        read_prefect_yaml,
+        with_deployment,
+        write_prefect_yaml,
+    )
+    from keys import Keystore
+
+    home = settings(ctx).home
+    Keystore(home).registry().get(recipient)  # an unknown recipient is bad input (exit 2)
+    entry = deployment_entry(recipient, check_cron(cron, timezone), releases.resolve(), home.resolve(), pool)
+    write_prefect_yaml(file, with_deployment(read_prefect_yaml(file), entry))
+    name = f"{FLOW_NAME}/{recipient}"
+    if settings(ctx).json:
+        out.print_json(json.dumps({"deployment": name, "file": str(file), **entry}))
+        return
+    err.print(
+        f"{name}: '{cron}' ({timezone}) written to {file}; register it with `prefect deploy --prefect-file "
+        f"{file} --name {name}` and run it with `prefect worker start --pool {pool}`",
+        markup=False,
+        soft_wrap=True,
+    )
+    out.print(name, markup=False)
+
+
+@run_app.command("release-and-share")
+def release_and_share_command(
+    ctx: typer.Context,
+    manifest: Annotated[Path, typer.Option(help="Identified sample manifest: CSV, TSV or Parquet.")],
+    policy: Annotated[str, typer.Option(help="Policy TOML file or built-in profile name.")],
+    to: Annotated[list[str], typer.Option("--to", help="Recipient id from the registry; repeat for more.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory that holds releases.")] = Path("releases"),
+    results: Annotated[
+        Path, typer.Option("--results", help="Parquet re-identification results (appended to).")
+    ] = Path("results"),
+    summary_only: Annotated[
+        bool, typer.Option("--summary-only", help="Release only aggregate allele frequencies.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the tests that sample or simulate.")] = 0,
+) -> int:
+    """De-identify, assess, then send to each recipient the gate allows (denied ones are skipped)."""
+    if not manifest.is_file():
+        raise UsageProblem(f"--manifest {manifest}: no such file")
+    if PASSPHRASE_ENV not in os.environ:
+        raise UsageProblem(f"no passphrase: set ${PASSPHRASE_ENV}; a flow run never prompts")
+    opts = settings(ctx)
+    from flows.pipeline import DeliveryFailed, release_and_share
+
+    try:
+        summary = release_and_share(
+            str(manifest.resolve()),
+            policy,
+            list(dict.fromkeys(to)),
+            str(out_dir.resolve()),
+            str(results.resolve()),
+            str(opts.home.resolve()),
+            summary_only,
+            seed,
+        )
+    except DeliveryFailed as exc:
+        err.print(f"genegate: error: {' '.join(str(exc).split())}", markup=False, soft_wrap=True)
+        return EXIT_FAILURE
+    if opts.json:
+        out.print_json(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return exit_code(summary["sends"])
+
+
+def exit_code(sends: list[dict[str, Any]]) -> int:
+    """0 when every recipient not denied got the release, 3 when the gate denied all of them, else 1."""
+    outcomes = [s["outcome"] for s in sends]
+    if outcomes and all(o == "denied" for o in outcomes):
+        return EXIT_DENIED
+    return 0 if all(o in ("delivered", "unchanged", "denied") for o in outcomes) else EXIT_FAILURE
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    failed = ", ".join(summary["blocking_failed"]) or "none"
+    err.print(
+        f"release {summary['release_id']}: {summary['included']} of {summary['rows']} samples; assessment "
+        f"{summary['status']}, class {summary['class']} (blocking failures: {failed})",
+        markup=False,
+        soft_wrap=True,
+    )
+    for send in summary["sends"]:
+        if send["outcome"] == "denied":
+            line = f"{send['recipient_id']}: denied ({'; '.join(send['reasons'])})"
+        else:
+            line = f"{send['recipient_id']}: {send['outcome']} to {send['destination']}"
+        err.print(line, markup=False, soft_wrap=True)
+    out.print(summary["release"], markup=False)

@@ -1,0 +1,133 @@
+"""Scheduled partner transfers: the `partner-sync/<recipient>` deployments of prefect.yaml (SPEC.md 8).
+
+A deployment runs the `partner-sync` flow (flows/pipeline.py) for one recipient on a cron schedule.
+Each run sends every certified release (assessed, passed) under the releases directory that the
+transfer log does not record as delivered to that recipient; the gate still decides each one.
+`genegate schedule add RECIPIENT --cron "0 2 * * 1"` writes or replaces the recipient's entry;
+`prefect deploy --prefect-file prefect.yaml --all` registers them, and a worker of the pool runs them.
+
+The document functions are pure (dict in, dict out); `write_prefect_yaml` writes atomically.
+Parameters are paths and ids only: the worker reads $GENEGATE_PASSPHRASE from its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # PyYAML comes with prefect; no stubs installed
+from prefect.client.schemas.schedules import CronSchedule
+from pydantic import ValidationError
+
+from flows.errors import UsageProblem
+from transfer import AssessmentStatus, Delivery, FactsError, load_release_facts
+
+FLOW_NAME = "partner-sync"
+ENTRYPOINT = "flows/pipeline.py:partner_sync"
+DEFAULT_POOL = "genegate"
+_RECIPIENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def check_cron(cron: str, timezone: str) -> CronSchedule:
+    """The schedule, or UsageProblem naming the option that Prefect cannot read."""
+    try:
+        return CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError as exc:
+        field = str(exc.errors()[0]["loc"][0]) if exc.errors() else "cron"
+        option = "--timezone" if field == "timezone" else "--cron"
+        raise UsageProblem(
+            f"{option}: Prefect cannot read it; give five cron fields (e.g. '0 2 * * 1') and an "
+            "IANA time zone (e.g. Europe/Zurich)"
+        ) from None
+
+
+def deployment_entry(
+    recipient: str, schedule: CronSchedule, releases: Path, home: Path, pool: str = DEFAULT_POOL
+) -> dict[str, Any]:
+    """The prefect.yaml entry of partner-sync/<recipient>."""
+    if not _RECIPIENT.match(recipient):
+        raise UsageProblem(
+            "RECIPIENT: a recipient id is 1-63 lowercase letters, digits and dashes (`genegate keys list`)"
+        )
+    return {
+        "name": recipient,
+        "description": f"Send new certified releases to {recipient}",
+        "flow_name": FLOW_NAME,
+        "entrypoint": ENTRYPOINT,
+        "tags": ["genegate", "partner-sync"],
+        "parameters": {"recipient": recipient, "releases": str(releases), "home": str(home)},
+        "schedules": [{"cron": schedule.cron, "timezone": schedule.timezone or "UTC", "active": True}],
+        "concurrency_limit": 1,
+        "work_pool": {"name": pool, "work_queue_name": None, "job_variables": {}},
+    }
+
+
+def with_deployment(doc: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """doc (a prefect.yaml document, or None for a new one) with entry added or replacing its namesake.
+
+    A new document has no pull step: `prefect deploy` then runs the flows from the directory it was
+    called in, where flows/pipeline.py is."""
+    base: dict[str, Any] = dict(doc or {})
+    base.setdefault("name", "genegate")
+    base.setdefault("prefect-version", "3.8.8")
+    current = base.get("deployments") or []
+    if not isinstance(current, list):
+        raise UsageProblem("prefect.yaml: `deployments` is not a list; fix or remove the file")
+    kept = [d for d in current if not (isinstance(d, dict) and _same(d, entry))]
+    base["deployments"] = [*kept, entry]
+    return base
+
+
+def _same(existing: dict[str, Any], entry: dict[str, Any]) -> bool:
+    return bool(existing.get("name") == entry["name"] and existing.get("entrypoint") == entry["entrypoint"])
+
+
+def read_prefect_yaml(path: Path) -> dict[str, Any] | None:
+    """The document at path, None when there is no file; UsageProblem when it is not a YAML mapping."""
+    if not path.exists():
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise UsageProblem(f"{path}: not readable YAML; fix or remove it") from None
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise UsageProblem(f"{path}: not a prefect.yaml mapping; fix or remove it")
+    return doc
+
+
+def write_prefect_yaml(path: Path, doc: dict[str, Any]) -> None:
+    """Write doc to path through a temporary file renamed into place."""
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pending_releases(
+    releases: Path, home: Path, deliveries: Iterable[Delivery] | None, recipient: str
+) -> list[Path]:
+    """Release directories under releases/ that passed their assessment and that the transfer log does
+    not record as delivered to recipient, in name order. Unreadable or unassessed ones are left out."""
+    if not releases.is_dir():
+        return []
+    delivered = {d.release_id for d in deliveries or () if d.recipient_id == recipient}
+    pending = []
+    for path in sorted(p for p in releases.iterdir() if (p / "release.json").is_file()):
+        try:
+            facts = load_release_facts(path, home)
+        except FactsError:
+            continue  # not a release the gate could pass; `genegate transfer --dry-run` says why
+        if facts.assessment is AssessmentStatus.PASSED and facts.release_id not in delivered:
+            pending.append(path)
+    return pending
