@@ -10,7 +10,6 @@ duplicated, no staging left, no incomplete multipart upload, nothing published e
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 import os
@@ -31,13 +30,11 @@ import crypt4gh.keys
 import crypt4gh.lib
 import pytest
 
-from deid import assess, deidentify, load_policy
-from deid.release import release_digest
-from deid.synth import CohortSpec, synthesize_cohort
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, encode_secret_key, new_recipient
+from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release
 from transfer import DeliveryRejected, DestinationUnusable, SendOutcome, TransferLog, send_release
 from transfer.delivery import MANIFEST_NAME, S3Settings
-from transfer.facts import TRANSFER_LOG, ledger_path
+from transfer.facts import TRANSFER_LOG
 
 PASS = Passphrase("correct horse battery")
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -158,36 +155,10 @@ class CuttingProxy:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A keystore with an assessed summary release, grown by one 12 MiB file (built once per module)."""
     root = tmp_path_factory.mktemp("template")
-    synthesize_cohort(CohortSpec(out=root / "cohort", samples=12, seed=3, reads=False))
-    store = Keystore.init(root / "ks", PASS)
-    policy = load_policy("cgipa")
-    vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(PASS))
-    result = deidentify(
-        root / "cohort" / "manifest.csv",
-        policy,
-        root / "releases",
-        vault,
-        summary_only=True,
-        ledger=store.home / "ledger",
-    )
-    assess(result.path, root / "cohort" / "manifest.csv", root / "results", seed=7)
-    release = root / "releases" / "the-release"
-    result.path.rename(release)
+    store = assessed_summary_release(root, PASS)
+    release = root / "releases" / RELEASE_NAME
     add_file(release, store.home, "big-table.tsv", os.urandom(BIG))
     return root
-
-
-def add_file(release: Path, home: Path, name: str, data: bytes) -> None:
-    """Add a file to a release as `genegate deid` would list it: release.json and ledger digests agree."""
-    (release / name).write_bytes(data)
-    doc = json.loads((release / "release.json").read_text())
-    doc["files"].append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-    doc["release_sha256"] = release_digest(doc["files"])
-    (release / "release.json").write_text(json.dumps(doc, indent=2))
-    ledger = ledger_path(home, doc["release_id"])
-    entry = json.loads(ledger.read_text())
-    entry["release_sha256"] = doc["release_sha256"]
-    ledger.write_text(json.dumps(entry, indent=2))
 
 
 @dataclass(frozen=True, slots=True)

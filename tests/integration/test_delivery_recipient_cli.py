@@ -7,7 +7,6 @@ decrypt with `crypt4gh decrypt --sk recipient.sec` to the release file, byte for
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -17,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from deid import assess, deidentify, load_policy
-from deid.release import release_digest
-from deid.synth import CohortSpec, synthesize_cohort
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, encode_secret_key, new_recipient
+from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release
 from transfer import SendOutcome, TransferLog, send_release
 from transfer.delivery import MANIFEST_NAME, read_manifest
 from transfer.envelope import encrypt_file
-from transfer.facts import TRANSFER_LOG, ledger_path
+from transfer.facts import TRANSFER_LOG
 
 PASS = Passphrase("correct horse battery")
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -36,38 +33,11 @@ SEGMENT = 65536
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A keystore with an assessed summary release plus a multi-segment file (built once per module)."""
     root = tmp_path_factory.mktemp("template")
-    synthesize_cohort(CohortSpec(out=root / "cohort", samples=12, seed=3, reads=False))
-    store = Keystore.init(root / "ks", PASS)
-    policy = load_policy("cgipa")
-    vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(PASS))
-    result = deidentify(
-        root / "cohort" / "manifest.csv",
-        policy,
-        root / "releases",
-        vault,
-        summary_only=True,
-        ledger=store.home / "ledger",
-    )
-    assess(result.path, root / "cohort" / "manifest.csv", root / "results", seed=7)
-    release = root / "releases" / "the-release"
-    result.path.rename(release)
+    store = assessed_summary_release(root, PASS)
+    release = root / "releases" / RELEASE_NAME
     # three whole segments and a partial one, so segment boundaries are crossed
     add_file(release, store.home, "tables/counts.tsv", os.urandom(3 * SEGMENT + 777))
     return root
-
-
-def add_file(release: Path, home: Path, name: str, data: bytes) -> None:
-    """Add a file to a release as `genegate deid` would list it: release.json and ledger digests agree."""
-    (release / name).parent.mkdir(parents=True, exist_ok=True)
-    (release / name).write_bytes(data)
-    doc = json.loads((release / "release.json").read_text())
-    doc["files"].append({"name": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-    doc["release_sha256"] = release_digest(doc["files"])
-    (release / "release.json").write_text(json.dumps(doc, indent=2))
-    ledger = ledger_path(home, doc["release_id"])
-    entry = json.loads(ledger.read_text())
-    entry["release_sha256"] = doc["release_sha256"]
-    ledger.write_text(json.dumps(entry, indent=2))
 
 
 def crypt4gh_decrypt(secret_key: Path, encrypted: Path, passphrase: str) -> bytes:

@@ -20,8 +20,6 @@ import crypt4gh.keys
 import crypt4gh.lib
 import pytest
 
-from deid import assess, deidentify, load_policy
-from deid.synth import CohortSpec, synthesize_cohort
 from keys import (
     Basis,
     BasisType,
@@ -29,10 +27,10 @@ from keys import (
     Passphrase,
     Recipient,
     SecretKey,
-    Vault,
     encode_secret_key,
     new_recipient,
 )
+from tests.support.releases import assessed_summary_release
 from transfer import DeliveryMismatch, RegionMismatch, SendOutcome, SendResult, TransferLog, send_release
 from transfer.delivery import (
     MANIFEST_NAME,
@@ -56,20 +54,7 @@ PART = 5 * 1024 * 1024
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A keystore with a summary-only release that passed assessment (built once per module)."""
     root = tmp_path_factory.mktemp("template")
-    synthesize_cohort(CohortSpec(out=root / "cohort", samples=12, seed=3, reads=False))
-    store = Keystore.init(root / "ks", PASS)
-    policy = load_policy("cgipa")
-    vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(PASS))
-    result = deidentify(
-        root / "cohort" / "manifest.csv",
-        policy,
-        root / "releases",
-        vault,
-        summary_only=True,
-        ledger=store.home / "ledger",
-    )
-    assess(result.path, root / "cohort" / "manifest.csv", root / "results", seed=7)
-    result.path.rename(root / "releases" / "the-release")
+    assessed_summary_release(root, PASS)
     return root
 
 

@@ -12,10 +12,9 @@ import crypt4gh.keys
 import crypt4gh.lib
 import pytest
 
-from deid import assess, deidentify, load_policy
-from deid.synth import CohortSpec, synthesize_cohort
 from flows.cli import run
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, encode_secret_key, new_recipient
+from tests.support.releases import assessed_summary_release
 from transfer import TransferLog
 from transfer.facts import TRANSFER_LOG
 
@@ -27,20 +26,7 @@ TODAY = dt.datetime.now(dt.UTC).date()
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A keystore with a summary-only release that passed assessment (built once per module)."""
     root = tmp_path_factory.mktemp("template")
-    synthesize_cohort(CohortSpec(out=root / "cohort", samples=12, seed=3, reads=False))
-    store = Keystore.init(root / "ks", PASS)
-    policy = load_policy("cgipa")
-    vault = Vault(store.home, policy.vault_domain, store.vault_wrapper(PASS))
-    result = deidentify(
-        root / "cohort" / "manifest.csv",
-        policy,
-        root / "releases",
-        vault,
-        summary_only=True,
-        ledger=store.home / "ledger",
-    )
-    assess(result.path, root / "cohort" / "manifest.csv", root / "results", seed=7)
-    result.path.rename(root / "releases" / "the-release")
+    assessed_summary_release(root, PASS)
     return root
 
 
