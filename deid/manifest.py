@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,12 +228,17 @@ def _read_text(path: Path, source: str, head: bytes) -> pl.DataFrame:
     sep = "\t" if "\t" in header else ","
     names = next(csv.reader([header], delimiter=sep))
     _check_header(names, source)
-    _check_cell_counts(path, source, sep, names)
-    try:
-        lazy = pl.scan_csv(path, separator=sep, infer_schema=False, glob=False)
-        frame = lazy.collect(engine="streaming")
-    except (pl.exceptions.PolarsError, OSError) as exc:  # the message quotes cells: never pass it on
-        raise MalformedInput(source, _diagnose(path, sep, names)) from exc
+    # the cell-count check (pyarrow) and the read (polars) are independent passes over the file, and
+    # both release the GIL: run them side by side; the check's verdict decides before the frame is used
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counted = pool.submit(_check_cell_counts, path, source, sep, names)
+        try:
+            lazy = pl.scan_csv(path, separator=sep, infer_schema=False, glob=False)
+            frame = lazy.collect(engine="streaming")
+        except (pl.exceptions.PolarsError, OSError) as exc:  # the message quotes cells: never pass it on
+            counted.result()  # a ragged row is the better diagnosis when there is one
+            raise MalformedInput(source, _diagnose(path, sep, names)) from exc
+        counted.result()
     if frame.columns != names:
         raise MalformedInput(source, f"has a header that cannot be read consistently; {_FIX_FORMAT}")
     # A quoted empty cell ("") reads as "": make it null like an unquoted empty cell. polars reads a

@@ -62,15 +62,25 @@ class CodeKind(enum.StrEnum):
 
 def random_codes(kind: CodeKind, n: int) -> list[str]:
     """n fresh random codes of a kind (not checked for collisions; see Vault.pseudonyms)."""
+    return random_code_series(kind, n).to_list()
+
+
+def random_code_series(kind: CodeKind, n: int) -> pl.Series:
+    """random_codes as a polars Series, built column-wise: two million codes in a fraction of a second."""
     import numpy as np
+    import polars as pl
 
     alphabet = np.frombuffer(_ALPHABET, dtype=np.uint8)
     raw = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
     shifts = np.arange(_CODE_CHARS - 1, -1, -1, dtype=np.uint64) * np.uint64(5)
     digits = (raw[:, None] >> shifts) & np.uint64(31)
-    chars = alphabet[digits.astype(np.intp)]
-    body = np.ascontiguousarray(chars).view(f"S{_CODE_CHARS}").ravel()
-    return [kind.prefix + b.decode("ascii") for b in body.tolist()]
+    prefix = np.frombuffer(kind.prefix.encode("ascii"), dtype=np.uint8)
+    chars = np.concatenate(
+        [np.broadcast_to(prefix, (n, prefix.size)), alphabet[digits.astype(np.intp)]], axis=1
+    )
+    width = prefix.size + _CODE_CHARS
+    body = np.ascontiguousarray(chars).view(f"S{width}").ravel()
+    return pl.Series("code", body, dtype=pl.Binary).cast(pl.String)
 
 
 class Vault:
@@ -176,7 +186,7 @@ def _unique_codes(kind: CodeKind, n: int, used: pl.Series) -> pl.Series:
 
     out = pl.Series("code", [], dtype=pl.String)
     while out.len() < n:
-        batch = pl.Series("code", random_codes(kind, n - out.len()), dtype=pl.String)
+        batch = random_code_series(kind, n - out.len())
         batch = batch.filter(~batch.is_in(used.implode()) & ~batch.is_in(out.implode())).unique(
             maintain_order=True
         )
