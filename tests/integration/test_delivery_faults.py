@@ -30,8 +30,8 @@ import crypt4gh.keys
 import crypt4gh.lib
 import pytest
 
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, encode_secret_key, new_recipient
-from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release
+from keys import Keystore, Passphrase, encode_secret_key
+from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release, register_partner
 from transfer import DeliveryRejected, DestinationUnusable, SendOutcome, TransferLog, send_release
 from transfer.delivery import MANIFEST_NAME, S3Settings
 from transfer.facts import TRANSFER_LOG
@@ -190,32 +190,7 @@ def world(
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_endpoint)
     bucket = f"inbox-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    key = SecretKey.generate()
-    with store.editing_registry(PASS) as registry:
-        registry.add(
-            new_recipient(
-                "ch-zurich",
-                name="Zurich",
-                country="CH",
-                public_key_text=key.public_key().to_pem(),
-                key_source="ch-zurich.pub",
-                destination=f"s3://{bucket}/incoming",
-                region=REGION,
-                valid_until=TODAY + dt.timedelta(days=365),
-                purposes=("DUO:0000006",),
-                contract_ref="NRC-1",
-                contract_signed=TODAY - dt.timedelta(days=30),
-                today=TODAY,
-                added_at="2026-01-01T00:00:00+00:00",
-            )
-        )
-        signed = TODAY - dt.timedelta(days=90)
-        for basis in (
-            Basis(BasisType.APPI_CONSENT, ref="APPI-1", signed=signed, consent_ref="APPI-C-1"),
-            Basis(BasisType.PIPL_CONTRACT, ref="PIPL-1", signed=signed, consent_ref="PIPL-C-1"),
-            Basis(BasisType.HGR_FILING, ref="HGR-1", signed=signed, filing="HGR-0042"),
-        ):
-            registry.add_basis("ch-zurich", basis, TODAY)
+    key = register_partner(store, PASS, "ch-zurich", "CH", REGION, f"s3://{bucket}/incoming", today=TODAY)
     partner = tmp_path / "ch-zurich.sec"
     partner.write_bytes(encode_secret_key(key, PASS.reveal()))
     log = TransferLog(store.home / TRANSFER_LOG)

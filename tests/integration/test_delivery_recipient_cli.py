@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, encode_secret_key, new_recipient
-from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release
+from keys import Keystore, Passphrase, SecretKey, encode_secret_key
+from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release, register_partner
 from transfer import SendOutcome, TransferLog, send_release
 from transfer.delivery import MANIFEST_NAME, read_manifest
 from transfer.envelope import encrypt_file
@@ -66,32 +66,7 @@ def test_every_delivered_file_decrypts_with_the_reference_cli_to_the_release_byt
     shutil.copytree(template / "releases" / "the-release", release)
     store = Keystore(tmp_path / "ks")
     outbox = tmp_path / "outbox" / "ch-zurich"
-    key = SecretKey.generate()
-    with store.editing_registry(PASS) as registry:
-        registry.add(
-            new_recipient(
-                "ch-zurich",
-                name="Zurich",
-                country="CH",
-                public_key_text=key.public_key().to_pem(),
-                key_source="ch-zurich.pub",
-                destination=outbox.as_uri(),
-                region="eu-central-2",
-                valid_until=TODAY + dt.timedelta(days=365),
-                purposes=("DUO:0000006",),
-                contract_ref="NRC-1",
-                contract_signed=TODAY - dt.timedelta(days=30),
-                today=TODAY,
-                added_at="2026-01-01T00:00:00+00:00",
-            )
-        )
-        signed = TODAY - dt.timedelta(days=90)
-        for basis in (
-            Basis(BasisType.APPI_CONSENT, ref="APPI-1", signed=signed, consent_ref="APPI-C-1"),
-            Basis(BasisType.PIPL_CONTRACT, ref="PIPL-1", signed=signed, consent_ref="PIPL-C-1"),
-            Basis(BasisType.HGR_FILING, ref="HGR-1", signed=signed, filing="HGR-0042"),
-        ):
-            registry.add_basis("ch-zurich", basis, TODAY)
+    key = register_partner(store, PASS, "ch-zurich", "CH", "eu-central-2", outbox.as_uri(), today=TODAY)
     recipient_key = tmp_path / "recipient.sec"  # what the recipient holds: their key, scrypt-protected
     recipient_key.write_bytes(encode_secret_key(key, PASS.reveal()))
 

@@ -6,6 +6,7 @@ Shared by the delivery, transfer-CLI and recipient tests, so each builds the sam
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from deid import assess, deidentify, load_policy
 from deid.release import release_digest
 from deid.synth import CohortSpec, synthesize_cohort
-from keys import Keystore, Passphrase, Vault
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, new_recipient
 from transfer.facts import ledger_path
 
 RELEASE_NAME = "the-release"
@@ -51,3 +52,47 @@ def add_file(release: Path, home: Path, name: str, data: bytes) -> None:
     entry = json.loads(ledger.read_text())
     entry["release_sha256"] = doc["release_sha256"]
     ledger.write_text(json.dumps(entry, indent=2))
+
+
+def register_partner(
+    store: Keystore,
+    passphrase: Passphrase,
+    rid: str,
+    country: str,
+    region: str,
+    destination: str,
+    *,
+    bases: bool = True,
+    today: dt.date | None = None,
+) -> SecretKey:
+    """Register a recipient and return its secret key. With bases, it is the demo's Swiss partner: a
+    no-reidentification contract plus the APPI, PIPL and HGR bases JP- and CN-origin data need."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    key = SecretKey.generate()
+    with store.editing_registry(passphrase) as registry:
+        registry.add(
+            new_recipient(
+                rid,
+                name=f"{rid} institute",
+                country=country,
+                public_key_text=key.public_key().to_pem(),
+                key_source=f"{rid}.pub",
+                destination=destination,
+                region=region,
+                valid_until=today + dt.timedelta(days=365),
+                purposes=("DUO:0000006",),
+                contract_ref=f"NRC-{rid}",
+                contract_signed=today - dt.timedelta(days=30),
+                today=today,
+                added_at="2026-01-01T00:00:00+00:00",
+            )
+        )
+        if bases:
+            signed = today - dt.timedelta(days=90)
+            for basis in (
+                Basis(BasisType.APPI_CONSENT, ref="APPI-1", signed=signed, consent_ref="APPI-C-1"),
+                Basis(BasisType.PIPL_CONTRACT, ref="PIPL-1", signed=signed, consent_ref="PIPL-C-1"),
+                Basis(BasisType.HGR_FILING, ref="HGR-1", signed=signed, filing="HGR-0042"),
+            ):
+                registry.add_basis(rid, basis, today)
+    return key

@@ -13,8 +13,8 @@ import crypt4gh.lib
 import pytest
 
 from flows.cli import run
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, encode_secret_key, new_recipient
-from tests.support.releases import assessed_summary_release
+from keys import Keystore, Passphrase, SecretKey, encode_secret_key
+from tests.support.releases import assessed_summary_release, register_partner
 from transfer import TransferLog
 from transfer.facts import TRANSFER_LOG
 
@@ -33,34 +33,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _register(
     store: Keystore, rid: str, country: str, region: str, destination: str, *, bases: bool
 ) -> SecretKey:
-    key = SecretKey.generate()
-    with store.editing_registry(PASS) as registry:
-        registry.add(
-            new_recipient(
-                rid,
-                name=f"{rid} institute",
-                country=country,
-                public_key_text=key.public_key().to_pem(),
-                key_source=f"{rid}.pub",
-                destination=destination,
-                region=region,
-                valid_until=TODAY + dt.timedelta(days=365),
-                purposes=("DUO:0000006",),
-                contract_ref=f"NRC-{rid}",
-                contract_signed=TODAY - dt.timedelta(days=30),
-                today=TODAY,
-                added_at="2026-01-01T00:00:00+00:00",
-            )
-        )
-        signed = TODAY - dt.timedelta(days=90)
-        for basis in (
-            Basis(BasisType.APPI_CONSENT, ref="APPI-1", signed=signed, consent_ref="APPI-C-1"),
-            Basis(BasisType.PIPL_CONTRACT, ref="PIPL-1", signed=signed, consent_ref="PIPL-C-1"),
-            Basis(BasisType.HGR_FILING, ref="HGR-1", signed=signed, filing="HGR-0042"),
-        ):
-            if bases:
-                registry.add_basis(rid, basis, TODAY)
-    return key
+    """Register a recipient (the demo's Swiss partner when bases=True: contract + APPI/PIPL/HGR)."""
+    return register_partner(store, PASS, rid, country, region, destination, bases=bases, today=TODAY)
 
 
 @pytest.fixture

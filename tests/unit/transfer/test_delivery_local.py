@@ -18,17 +18,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keys import (
-    Basis,
-    BasisType,
     Keystore,
     Passphrase,
     Recipient,
     SecretKey,
     SigningKey,
     encode_secret_key,
-    new_recipient,
 )
-from tests.support.releases import assessed_summary_release
+from tests.support.releases import assessed_summary_release, register_partner
 from transfer import DeliveryMismatch, SendOutcome, SendResult, TransferLog, send_release
 from transfer.delivery import (
     MANIFEST_NAME,
@@ -68,34 +65,7 @@ def add_partner(
     store: Keystore, rid: str, country: str, region: str, destination: str, *, bases: bool
 ) -> SecretKey:
     """Register a recipient (the demo's Swiss partner when bases=True: contract + APPI/PIPL/HGR)."""
-    key = SecretKey.generate()
-    with store.editing_registry(PASS) as registry:
-        registry.add(
-            new_recipient(
-                rid,
-                name=f"{rid} institute",
-                country=country,
-                public_key_text=key.public_key().to_pem(),
-                key_source=f"{rid}.pub",
-                destination=destination,
-                region=region,
-                valid_until=TODAY + dt.timedelta(days=365),
-                purposes=("DUO:0000006",),
-                contract_ref=f"NRC-{rid}",
-                contract_signed=TODAY - dt.timedelta(days=30),
-                today=TODAY,
-                added_at="2026-01-01T00:00:00+00:00",
-            )
-        )
-        signed = TODAY - dt.timedelta(days=90)
-        for basis in (
-            Basis(BasisType.APPI_CONSENT, ref="APPI-1", signed=signed, consent_ref="APPI-C-1"),
-            Basis(BasisType.PIPL_CONTRACT, ref="PIPL-1", signed=signed, consent_ref="PIPL-C-1"),
-            Basis(BasisType.HGR_FILING, ref="HGR-1", signed=signed, filing="HGR-0042"),
-        ):
-            if bases:
-                registry.add_basis(rid, basis, TODAY)
-    return key
+    return register_partner(store, PASS, rid, country, region, destination, bases=bases, today=TODAY)
 
 
 @pytest.fixture
