@@ -11,6 +11,11 @@ columns as pl.Boolean) and the release date, and decides in three rules, in this
    collection date is empty) and guardian_consent not true. An unknown age (no date of birth)
    counts as a minor: without the date, nothing shows that a guardian's consent is not needed.
 
+4. no transfer consent (only when the release is made for one recipient, `genegate deid --for ID`):
+   consent_transfer names neither that recipient nor "*". A release for one partner then holds only
+   subjects who agreed to that partner, which the gate's consent.named_recipient rule requires of a
+   pseudonymised release (CGIPA's named-party consent; SPEC.md 6.1).
+
 A sample that breaks several rules is counted under the first. Columns the manifest lacks are
 read as empty, so a manifest without consent_revoked_at has no revocations.
 """
@@ -34,10 +39,14 @@ class Exclusion(enum.StrEnum):
     REVOKED = "consent_revoked"
     NO_RESEARCH_CONSENT = "no_research_consent"
     MINOR_WITHOUT_GUARDIAN = "minor_without_guardian_consent"
+    NO_TRANSFER_CONSENT = "no_transfer_consent_for_recipient"
 
 
-def consent_filter(df: pl.DataFrame, release_date: dt.date) -> tuple[pl.DataFrame, dict[Exclusion, int]]:
-    """The rows that may be released, and how many were excluded for each reason (zeros included)."""
+def consent_filter(
+    df: pl.DataFrame, release_date: dt.date, recipient: str | None = None
+) -> tuple[pl.DataFrame, dict[Exclusion, int]]:
+    """The rows that may be released, and how many were excluded for each reason (zeros included;
+    the transfer-consent reason only when recipient is given)."""
     revoked = _column(df, "consent_revoked_at", pl.Date).is_not_null()
     research = _column(df, "consent_research", pl.Boolean).fill_null(value=False)
     at = _column(df, "collection_date", pl.Date).fill_null(pl.lit(release_date, dtype=pl.Date))
@@ -52,6 +61,8 @@ def consent_filter(df: pl.DataFrame, release_date: dt.date) -> tuple[pl.DataFram
         .then(pl.lit(Exclusion.NO_RESEARCH_CONSENT.value))
         .when(minor & ~guardian)
         .then(pl.lit(Exclusion.MINOR_WITHOUT_GUARDIAN.value))
+        .when(pl.lit(recipient is not None) & ~_consents_to(df, recipient or ""))
+        .then(pl.lit(Exclusion.NO_TRANSFER_CONSENT.value))
         .otherwise(pl.lit(None, dtype=pl.String))
         .alias(_REASON)
     )
@@ -59,9 +70,18 @@ def consent_filter(df: pl.DataFrame, release_date: dt.date) -> tuple[pl.DataFram
     found = dict(
         decided.get_column(_REASON).drop_nulls().value_counts().iter_rows()  # (reason, count) pairs
     )
-    counts = {e: int(found.get(e.value, 0)) for e in Exclusion}
+    reasons = [e for e in Exclusion if recipient is not None or e is not Exclusion.NO_TRANSFER_CONSENT]
+    counts = {e: int(found.get(e.value, 0)) for e in reasons}
     included = decided.filter(pl.col(_REASON).is_null()).drop(_REASON)
     return included, counts
+
+
+def _consents_to(df: pl.DataFrame, recipient: str) -> pl.Expr:
+    """consent_transfer (a ;-separated list of recipient ids, or "*") names recipient."""
+    named = _column(df, "consent_transfer", pl.String).fill_null("").str.split(";").list.eval(
+        pl.element().str.strip_chars()
+    )
+    return named.list.contains("*") | named.list.contains(recipient)
 
 
 def _column(df: pl.DataFrame, name: str, dtype: type[pl.DataType]) -> pl.Expr:

@@ -7,6 +7,12 @@ naming its released file by counter or pseudonym only (`genotypes/genotypes-1.vc
 `alignments/GGS….bam`, `reads/GGS…_R1.fastq.gz`), never by an input name; `run_jobs` runs them,
 two at a time on the machine's two cores, and returns counts for release.json.
 
+Another runner (a flow's task runner, Dask workers) runs them through `job_specs` and
+`run_job_spec`: a job holds each input's sample names beside their pseudonyms — an identity
+link — so it is written lab-side, one private file per job outside the release, and a worker is
+handed only (folder, index). Workers read the files, the inputs and the release's work folder
+at the same paths: they need the lab's filesystem (shared storage).
+
 A joint VCF stays one file: every included sample of one input VCF goes into one output, renamed
 to its pseudonym; the others are dropped. A summary release (`summary_only`) writes, instead of
 any individual-level file, `summary/allele_frequencies.parquet` from the one joint VCF.
@@ -15,10 +21,15 @@ any individual-level file, `summary/allele_frequencies.parquet` from the one joi
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,7 @@ from deid.vcf import allele_frequencies, deidentify_vcf
 
 GENOMIC_COLUMNS = ("vcf", "alignment", "fastq")
 SUMMARY_FILE = "summary/allele_frequencies.parquet"
+SPEC_FORMAT = 1
 _CORES = 2
 
 
@@ -134,55 +146,148 @@ def plan_files(
     return jobs
 
 
+JobRunner = Callable[[Sequence[Job], Path, GenomicRules], dict[str, Any]]
+"""Runs the jobs into work/ and returns job_totals; raises the first failure (the caller then
+discards work/, so it returns only once no job writes there). run_jobs is the default."""
+
+
 def run_jobs(jobs: Sequence[Job], work: Path, rules: GenomicRules) -> dict[str, Any]:
     """Run the jobs into work/ (two at a time); counts per kind for release.json. Fails on the first error."""
     if not jobs:
         return {}
-    for job in jobs:
-        for output in job.outputs:
-            (work / output).parent.mkdir(parents=True, exist_ok=True)
     workers = min(_CORES, len(jobs))
     threads = max(1, _CORES // workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_runner(job, work, rules, threads)) for job in jobs]
+        futures = [pool.submit(run_job, job, work, rules, threads) for job in jobs]
         _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
     errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
     if errors:
         raise errors[0]  # type: ignore[misc]  # the first failure; the caller discards work/
+    return job_totals(jobs, [f.result() for f in futures])
+
+
+def job_totals(jobs: Sequence[Job], counts: Sequence[Mapping[str, int]]) -> dict[str, Any]:
+    """The counts of each job (run_job's, in job order) summed per kind, with the outputs written."""
     totals: dict[str, dict[str, int]] = {}
-    for job, future in zip(jobs, futures, strict=True):
+    for job, job_counts in zip(jobs, counts, strict=True):
         kind = totals.setdefault(job.kind, {"outputs": 0})
         kind["outputs"] += len(job.outputs)
-        for name, value in future.result().items():
+        for name, value in job_counts.items():
             kind[name] = kind.get(name, 0) + int(value)
     return totals
 
 
-def _runner(job: Job, work: Path, rules: GenomicRules, threads: int) -> Callable[[], dict[str, int]]:
+def run_job(job: Job, work: Path, rules: GenomicRules, threads: int = 1) -> dict[str, int]:
+    """Run one job into work/ (creating its folders there); its counts for job_totals."""
     outputs = [work / o for o in job.outputs]
+    for output in outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    match job.kind:
+        case "vcf":
+            stats: Any = deidentify_vcf(job.sources[0], outputs[0], job.rename, rules, threads=threads)
+        case "summary":
+            populations = dict(job.populations)
+            stats = allele_frequencies(
+                job.sources[0], outputs[0], job.rename, populations, rules, threads=threads
+            )
+        case "alignment":
+            stats = deidentify_alignment(job.sources[0], outputs[0], dict(job.rename), rules, threads=threads)
+        case "fastq":
+            stats = deidentify_fastq(job.sources, outputs, threads=threads)
+        case _:
+            raise DeidError(f"unknown genomic job kind {job.kind}")
+    return {k: int(v) for k, v in dataclasses.asdict(stats).items()}  # counts (header_only: 0/1)
 
-    def run() -> dict[str, int]:
-        match job.kind:
-            case "vcf":
-                stats: Any = deidentify_vcf(job.sources[0], outputs[0], job.rename, rules, threads=threads)
-            case "summary":
-                populations = dict(job.populations)
-                stats = allele_frequencies(
-                    job.sources[0], outputs[0], job.rename, populations, rules, threads=threads
-                )
-            case "alignment":
-                stats = deidentify_alignment(
-                    job.sources[0], outputs[0], dict(job.rename), rules, threads=threads
-                )
-            case "fastq":
-                stats = deidentify_fastq(job.sources, outputs, threads=threads)
-            case _:
-                raise DeidError(f"unknown genomic job kind {job.kind}")
-        return {k: int(v) for k, v in dataclasses.asdict(stats).items()}  # counts (header_only: 0/1)
 
-    return run
+@contextmanager
+def job_specs(jobs: Sequence[Job], work: Path, rules: GenomicRules, *, threads: int = 1) -> Iterator[Path]:
+    """The jobs written for a runner in other processes; yields the folder that holds them.
+
+    The folder is private (0700) and beside work/, never inside the release; each job is one
+    file (0600, `<index>.json`, with work/, the rules and threads), so a worker reads only its
+    own. The folder is removed on exit: leave the block only once no job runs.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"{work.name}.jobs-", dir=work.parent))
+    try:
+        common = {
+            "format": SPEC_FORMAT,
+            "work": str(work),
+            "threads": threads,
+            "rules": dataclasses.asdict(rules),
+        }
+        for index, job in enumerate(jobs):
+            fd = os.open(folder / f"{index}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({**common, "job": _job_json(job)}, fh)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_job_spec(folder: Path, index: int) -> tuple[Job, Path, GenomicRules, int]:
+    """Job index of a job_specs folder: (job, work, rules, threads). Raises a plain DeidError."""
+    path = folder / f"{index}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DeidError(
+            f"{path}: no such job spec; the job folder was removed, or this worker does not share "
+            "the flow's filesystem (mount it at the same path)"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise DeidError(f"{path}: unreadable job spec; run the release again") from exc
+    try:
+        if doc["format"] != SPEC_FORMAT:
+            raise KeyError("format")
+        raw = doc["job"]
+        job = Job(
+            str(raw["kind"]),
+            tuple(Path(p) for p in raw["sources"]),
+            tuple(str(o) for o in raw["outputs"]),
+            tuple((str(a), str(b)) for a, b in raw["rename"]),
+            tuple((str(a), str(b)) for a, b in raw["populations"]),
+        )
+        fields = {f.name: _field(doc["rules"][f.name]) for f in dataclasses.fields(GenomicRules)}
+        return job, Path(doc["work"]), GenomicRules(**fields), int(doc["threads"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeidError(
+            f"{path}: not a job spec of this genegate version; run flows and workers on one version"
+        ) from exc
+
+
+def run_job_spec(folder: Path, index: int) -> dict[str, int]:
+    """Run job index of a job_specs folder into its work/; its counts (run_job).
+
+    Raises a plain DeidError (it crosses process boundaries by pickle, where MalformedInput's
+    two-argument constructor does not) naming the job by its released file, never by its input
+    path: an input's name may hold a sample name, and a runner stores the message (Prefect's
+    database). "the input" stands for it; the lab finds the file from the pseudonym.
+    """
+    job, work, rules, threads = read_job_spec(folder, index)
+    try:
+        return run_job(job, work, rules, threads)
+    except (DeidError, OSError) as exc:
+        text = str(exc)
+        for source in job.sources:
+            text = text.replace(str(source), "the input")
+        raise DeidError(f"{job.outputs[0]} ({job.kind} job {index}): {text}") from exc
+
+
+def _job_json(job: Job) -> dict[str, Any]:
+    return {
+        "kind": job.kind,
+        "sources": [str(p) for p in job.sources],
+        "outputs": list(job.outputs),
+        "rename": [list(pair) for pair in job.rename],
+        "populations": [list(pair) for pair in job.populations],
+    }
+
+
+def _field(value: Any) -> Any:
+    """A GenomicRules field from JSON: lists back to tuples."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _fastq_jobs(cell: str, code: str, base: Path, source: str, number: object) -> list[Job]:

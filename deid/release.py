@@ -29,7 +29,7 @@ import polars as pl
 
 from deid.consent import Exclusion, consent_filter
 from deid.errors import DeidError, MalformedInput, OutputExists
-from deid.genomic import plan_files, released_texts, run_jobs
+from deid.genomic import JobRunner, plan_files, released_texts, run_jobs
 from deid.guard import footer_text, guard
 from deid.ledger import subject_facts, write_ledger
 from deid.manifest import read_manifest
@@ -89,6 +89,7 @@ def deidentify(
     summary_only: bool = False,
     ledger: Path | None = None,
     revoked_subjects: Collection[str] = (),
+    job_runner: JobRunner = run_jobs,
 ) -> ReleaseResult:
     """De-identify manifest under policy into out_root/<release_id>/ (atomic; refuses an existing id).
 
@@ -96,6 +97,8 @@ def deidentify(
     summary_only releases allele frequencies instead of any individual-level file. ledger is the
     lab-side directory for the release's ledger (deid.ledger); revoked_subjects are subject ids the
     lab's consent register holds as revoked, excluded like a consent_revoked_at in the manifest.
+    job_runner runs the genomic jobs (deid.genomic.JobRunner; a flow passes one that runs each
+    file as a task); the release sequence around them is the same whichever runs them.
     """
     now = now or dt.datetime.now(dt.UTC)
     release_id = release_id or new_release_id(now)
@@ -123,7 +126,7 @@ def deidentify(
     del included
     out_root.mkdir(parents=True, exist_ok=True)
     record = _assemble(
-        _Assembly(release_id, target, manifest, policy, vault, now, summary_only, ledger),
+        _Assembly(release_id, target, manifest, policy, vault, now, summary_only, ledger, job_runner),
         released, lab_side, known, facts, exclusions,
     )  # fmt: skip
     return ReleaseResult(release_id, target, record)
@@ -139,6 +142,7 @@ class _Assembly:
     now: dt.datetime
     summary_only: bool
     ledger: Path | None
+    job_runner: JobRunner
 
 
 def _assemble(
@@ -163,7 +167,7 @@ def _assemble(
             summary_only=a.summary_only,
             min_population=int(a.policy.thresholds.get("T11_k", 5)),
         )
-        genomic = run_jobs(jobs, work, a.policy.genomic)
+        genomic = a.job_runner(jobs, work, a.policy.genomic)
         texts = released_texts(work)
         if not a.summary_only:
             samples = work / "samples.parquet"

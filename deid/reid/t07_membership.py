@@ -155,7 +155,12 @@ def run(inputs: AssessInputs) -> list[Metric]:
     else:
         return _skipped("no allele frequencies or genotypes in this release")
     panel = read_panel(inputs.identified, inputs.manifest_dir, work)
-    included, _ = consent_filter(inputs.identified.with_row_index(_ROW), _release_date(inputs))
+    recipient = inputs.record.get("for_recipient")  # a release made for one partner (deid --for)
+    included, _ = consent_filter(
+        inputs.identified.with_row_index(_ROW),
+        _release_date(inputs),
+        recipient if isinstance(recipient, str) else None,
+    )
     is_member = np.isin(panel.rows, included[_ROW].to_numpy())
     outside = np.flatnonzero(~is_member)
     if outside.size < MIN_NON_MEMBERS:

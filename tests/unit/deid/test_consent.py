@@ -13,7 +13,7 @@ from deid.manifest import read_manifest
 from deid.synth import CohortSpec, synthesize_cohort
 
 RELEASE = dt.date(2026, 3, 1)
-NONE_EXCLUDED = dict.fromkeys(Exclusion, 0)
+NONE_EXCLUDED = {e: 0 for e in Exclusion if e is not Exclusion.NO_TRANSFER_CONSENT}
 
 
 def _manifest(*rows: dict[str, object]) -> pl.DataFrame:
@@ -26,6 +26,7 @@ def _manifest(*rows: dict[str, object]) -> pl.DataFrame:
         "collection_date": dt.date(2025, 1, 1),
         "consent_revoked_at": None,
         "guardian_consent": None,
+        "consent_transfer": "*",
     }
     schema = {
         "sample_id": pl.String,
@@ -35,6 +36,7 @@ def _manifest(*rows: dict[str, object]) -> pl.DataFrame:
         "collection_date": pl.Date,
         "consent_revoked_at": pl.Date,
         "guardian_consent": pl.Boolean,
+        "consent_transfer": pl.String,
     }
     return pl.DataFrame([base | row for row in rows], schema=schema)
 
@@ -46,7 +48,15 @@ def _kept(df: pl.DataFrame) -> tuple[list[str], dict[Exclusion, int]]:
 
 def test_exclusion_reasons_and_minor_age_are_the_contract() -> None:
     """The reason codes written to release.json and the age of majority for consent are fixed."""
-    expected = (["consent_revoked", "no_research_consent", "minor_without_guardian_consent"], 16)
+    expected = (
+        [
+            "consent_revoked",
+            "no_research_consent",
+            "minor_without_guardian_consent",
+            "no_transfer_consent_for_recipient",
+        ],
+        16,
+    )
     assert expected == ([e.value for e in Exclusion], MINOR_AGE)
 
 
@@ -188,3 +198,26 @@ def test_synthetic_cohort_edge_cases_are_excluded(cohort: Path) -> None:
     }
     guardian = included.filter(pl.col("guardian_consent")).get_column("residence_region").to_list()
     assert (9, expected_counts, ["GB"]) == (included.height, counts, guardian)
+
+
+def test_a_release_for_one_recipient_keeps_only_subjects_who_named_it() -> None:
+    """--for ID: "*" and lists naming ID pass; another partner, an empty cell or no list are excluded."""
+    df = _manifest(
+        {"sample_id": "any", "consent_transfer": "*"},
+        {"sample_id": "named", "consent_transfer": "ch-zurich; jp-tokyo"},
+        {"sample_id": "other", "consent_transfer": "ch-zurich"},
+        {"sample_id": "prefix", "consent_transfer": "jp-tokyo-2"},
+        {"sample_id": "empty", "consent_transfer": None},
+        {"sample_id": "revoked", "consent_transfer": "jp-tokyo", "consent_revoked_at": dt.date(2025, 6, 1)},
+    )
+    included, counts = consent_filter(df, RELEASE, "jp-tokyo")
+    expected = (
+        ["any", "named"],
+        {
+            Exclusion.REVOKED: 1,
+            Exclusion.NO_RESEARCH_CONSENT: 0,
+            Exclusion.MINOR_WITHOUT_GUARDIAN: 0,
+            Exclusion.NO_TRANSFER_CONSENT: 3,
+        },
+    )
+    assert expected == (included.get_column("sample_id").to_list(), counts)
