@@ -22,6 +22,10 @@ class MalformedInput(DeidError):
         self.path = path
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[MalformedInput], tuple[str, str]]:
+        """Rebuilt from its two arguments (a Dask worker sends it back pickled)."""
+        return (type(self), (self.path, self.detail))
+
 
 class OutputExists(DeidError):
     """The output path already exists."""
@@ -29,3 +33,7 @@ class OutputExists(DeidError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path} already exists; choose a new output path or remove it first")
         self.path = path
+
+    def __reduce__(self) -> tuple[type[OutputExists], tuple[str]]:
+        """Rebuilt from its argument (a Dask worker sends it back pickled)."""
+        return (type(self), (self.path,))
