@@ -16,6 +16,9 @@ Decisions a reviewer should know:
   Considerations); the digests returned here go into the signed release manifest for that reason.
 - `reencrypt_file` copies the payload with copy_file_range and does not read it, so by default it
   leaves both SHA-256 fields empty; `hash_payload=True` hashes the new file while copying it.
+- `encrypt_to` encrypts a file into any `Writable` (transfer/delivery streams it into an S3
+  multipart upload), so a delivery needs no ciphertext staged on disk; the writer gets views of
+  reused buffers and must copy what it keeps.
 - `*_file` outputs appear atomically: a sibling temporary file (O_EXCL; 0600 for plaintext) renamed
   over `dst` when complete, removed on any error. No fsync: this guards readers, not power loss.
 """
@@ -32,7 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -59,6 +62,15 @@ CHUNK_SEGMENTS = 16  # segments per read/write: 1 MiB of plaintext
 PLAINTEXT_MODE, CIPHERTEXT_MODE = 0o600, 0o644
 
 
+class Writable(Protocol):
+    """Where encrypt_stream writes: a file, or a stream such as an S3 upload (any `write` that
+    accepts a memoryview and returns how many bytes it took)."""
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        """Take some or all of `data`; the number of bytes taken."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class EnvelopeDigest:
     """What went through an envelope operation, for the signed release manifest.
@@ -78,7 +90,7 @@ class EnvelopeDigest:
 
 def encrypt_stream(
     src: BinaryIO,
-    dst: BinaryIO,
+    dst: Writable,
     recipients: Sequence[PublicKey],
     writer: SecretKey | None = None,
     *,
@@ -181,6 +193,14 @@ def encrypt_file(
     """Encrypt the file `src` into `dst` (replaced atomically)."""
     with _reading(src) as fin, _atomic_output(dst, CIPHERTEXT_MODE) as fout:
         return encrypt_stream(fin, fout, recipients, writer, path=str(src))
+
+
+def encrypt_to(
+    src: Path, dst: Writable, recipients: Sequence[PublicKey], writer: SecretKey | None = None
+) -> EnvelopeDigest:
+    """Encrypt the file `src` into the stream `dst` (an upload, say); nothing is written anywhere else."""
+    with _reading(src) as fin:
+        return encrypt_stream(fin, dst, recipients, writer, path=str(src))
 
 
 def decrypt_file(src: Path, dst: Path, keys: Sequence[SecretKey]) -> EnvelopeDigest:
@@ -399,7 +419,7 @@ def _read_exact(src: IO[bytes], size: int) -> bytes:
     return bytes(buffer[: _read_into(src, buffer)])
 
 
-def _write_all(dst: IO[bytes], view: memoryview) -> None:
+def _write_all(dst: Writable, view: memoryview) -> None:
     """Write all of `view`, also to raw streams that accept part of it."""
     while view:
         written = dst.write(view)

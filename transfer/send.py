@@ -1,96 +1,144 @@
-"""Send a release to a recipient: gate, encrypt, deliver, verify, publish, log.
+"""Send a release to a recipient: plan (gate, what to send), deliver each file, finish (manifest, log).
 
-`send_release` asks the gate (transfer.check); a denial is logged ("transfer.denied") and returned,
-and nothing touches the destination. When allowed, each release file (release.json and every file
-it lists) is Crypt4GH-encrypted for the recipient's key, streamed into a private temporary
-directory (mode 0700; ciphertext only, never a plaintext copy), staged at the destination,
-verified there, and removed locally. A signed delivery manifest is then published last.
+`send_release` is the composition of three steps that a flow may also run apart, one task per file:
 
-Re-runs compare by plaintext SHA-256 (Crypt4GH output is randomised, so ciphertexts never repeat):
-a file is left alone when the last published manifest records its plaintext digest for the same
-recipient key and the object still has the recorded size and ciphertext digest. The staging area
-is named by a transfer id derived from the release content and the recipient key, so a re-run of
-an interrupted transfer finds and reuses what it had already staged and verified. A run that
-finds everything in place logs "transfer.unchanged"; an error is logged as "transfer.failed"
-(the message names the file and the fix, never content) and re-raised.
+- `plan_transfer` asks the gate (transfer.check); a denial is logged ("transfer.denied") and the
+  plan says so, and nothing touches the destination. When allowed, it opens the destination (an S3
+  bucket must be in the recipient's declared region before anything is sent), reads the last
+  signed delivery manifest and the receipts of an interrupted run of the same transfer, and decides
+  per file: kept (the manifest records the same plaintext SHA-256 for the same recipient key and
+  the object still has the recorded size and checksum), reused (an interrupted run delivered and
+  verified it), or to send. Crypt4GH output is randomised, so the plaintext digest is the only
+  stable identity of a delivered file. If anything will change it withdraws the published
+  manifest first, so a stale manifest never vouches for a half-replaced set.
+- `deliver_file` encrypts one file for the recipient's key straight into the destination (for S3,
+  into a multipart upload: one pass, encrypt -> hash parts -> upload; never a plaintext copy, no
+  ciphertext staged on disk), checks the plaintext against release.json, verifies the stored
+  object and records a receipt. It takes the plan and a file name only — paths, ids and digests,
+  no key material, no identity — and reads the recipient's public key from the keystore's signed
+  registry, so it runs in another process as well; it refuses if the key changed since the plan.
+- `finish_transfer` requires every planned file delivered, writes the signed delivery manifest
+  last (the completion marker: a recipient takes as delivered exactly what it lists) and logs
+  "transfer.delivered", or "transfer.unchanged" when the plan found everything in place.
+
+The transfer id (delivery/release.py) is derived from the release content and the recipient key,
+so a re-run of an interrupted transfer finds its receipts. An error is logged as "transfer.failed"
+(the message names the file and the fix, never content; `fail_transfer` for flows that run the
+steps apart) and re-raised.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import hashlib
-import json
-import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from pathlib import Path
 
-from keys import Keystore, KeyWrapper, Passphrase, Recipient, SigningKey, UnknownRecipient
+from keys import Keystore, KeyWrapper, Passphrase, PublicKey, Recipient, SigningKey, UnknownRecipient
 from transfer.check import check_transfer
-from transfer.decision import Decision
 from transfer.delivery import (
     DeliveredFile,
     DeliveryManifest,
     Destination,
     ReleaseFile,
     open_destination,
-    plan_delivery,
     read_manifest,
     sign_manifest,
 )
-from transfer.envelope import encrypt_file
-from transfer.errors import DeliveryMismatch, ReleaseUnreadable, TransferError
+from transfer.delivery.plan import (
+    RELEASE_JSON,
+    EventLog,
+    SendOutcome,
+    SendResult,
+    TransferPlan,
+    check_delivered,
+    ciphertext_size,
+    event_base,
+    failure_message,
+    plan_delivery,
+    release_files,
+    transfer_key,
+)
+from transfer.envelope import Writable, encrypt_to
+from transfer.errors import DeliveryError, DeliveryMismatch, ReleaseUnreadable
 
-RELEASE_JSON = "release.json"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+__all__ = [
+    "RELEASE_JSON",
+    "EventLog",
+    "Opener",
+    "SendOutcome",
+    "SendResult",
+    "TransferPlan",
+    "deliver_file",
+    "fail_transfer",
+    "finish_transfer",
+    "plan_transfer",
+    "release_files",
+    "send_release",
+    "transfer_key",
+]
 
 Opener = Callable[[Recipient, str, str], Destination]
+Clock = Callable[[], dt.datetime]
 
 
-class EventLog(Protocol):
-    """What send_release writes to: transfer.log.TransferLog."""
+def plan_transfer(
+    store: Keystore,
+    release: Path,
+    recipient_id: str,
+    passphrase: Passphrase,
+    today: dt.date,
+    *,
+    wrapper: KeyWrapper,
+    log: EventLog,
+    opener: Opener | None = None,
+    flow_run_id: str | None = None,
+) -> TransferPlan:
+    """Gate the transfer and decide what to send (see the module doc); a denial is logged and returned."""
+    return _plan(store, release, recipient_id, passphrase, today, wrapper, log, opener, flow_run_id).plan
 
-    def append(self, event: Mapping[str, Any], signing_key: SigningKey) -> dict[str, Any]:
-        """Append one signed entry."""
-        ...
+
+def deliver_file(plan: TransferPlan, name: str, *, opener: Opener | None = None) -> DeliveredFile:
+    """Encrypt, upload and verify one planned file (a name of `plan.sending`); its manifest entry."""
+    item = next((f for f in plan.to_send if f.name == name), None)
+    if plan.outcome is not SendOutcome.DELIVERED or item is None or plan.transfer_id is None:
+        raise DeliveryError(
+            plan.destination or str(plan.release),
+            f"{name} is not a file this transfer plan sends; deliver only the names of plan.sending",
+        )
+    recipient = _planned_recipient(plan)
+    destination = (opener or open_destination)(recipient, plan.decision.release_id, plan.transfer_id)
+    return _deliver(plan, item, destination, recipient.public_key)
 
 
-class SendOutcome(enum.StrEnum):
-    """What a send did."""
+def finish_transfer(
+    store: Keystore,
+    plan: TransferPlan,
+    delivered: Sequence[DeliveredFile],
+    passphrase: Passphrase,
+    *,
+    log: EventLog,
+    opener: Opener | None = None,
+    now: Clock | None = None,
+) -> SendResult:
+    """Publish the signed manifest once every planned file is delivered; log the outcome."""
+    signer = store.signing_key(passphrase)
+    if plan.outcome is not SendOutcome.DELIVERED or plan.transfer_id is None:
+        return _finish(plan, delivered, None, signer, log, now)
+    try:
+        recipient = _planned_recipient(plan)
+        destination = (opener or open_destination)(recipient, plan.decision.release_id, plan.transfer_id)
+    except BaseException as exc:
+        _log_failure(plan, signer, log, exc)
+        raise
+    return _finish(plan, delivered, destination, signer, log, now)
 
-    DELIVERED = "delivered"
-    UNCHANGED = "unchanged"
-    DENIED = "denied"
 
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """The outcome of send_release, for the CLI and flows."""
-
-    outcome: SendOutcome
-    decision: Decision
-    destination: str | None
-    files: tuple[DeliveredFile, ...] = ()
-    sent: tuple[str, ...] = ()
-    bytes_sent: int = 0
-    transfer_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON summary (no decision detail beyond the failed rules)."""
-        return {
-            "outcome": self.outcome.value,
-            "release_id": self.decision.release_id,
-            "recipient_id": self.decision.recipient_id,
-            "destination": self.destination,
-            "transfer_id": self.transfer_id,
-            "failed_rules": [r.value for r in self.decision.failed],
-            "files": [f.to_json() for f in self.files],
-            "sent": list(self.sent),
-            "bytes_sent": self.bytes_sent,
-        }
+def fail_transfer(
+    store: Keystore, plan: TransferPlan, passphrase: Passphrase, error: BaseException, *, log: EventLog
+) -> None:
+    """Log "transfer.failed" for a planned transfer whose delivery failed (its message, never content)."""
+    _log_failure(plan, store.signing_key(passphrase), log, error)
 
 
 def send_release(
@@ -103,45 +151,177 @@ def send_release(
     wrapper: KeyWrapper,
     log: EventLog,
     opener: Opener | None = None,
-    now: Callable[[], dt.datetime] | None = None,
+    now: Clock | None = None,
     flow_run_id: str | None = None,
 ) -> SendResult:
     """Gate, encrypt, deliver, verify and log one release for one recipient (see the module doc)."""
-    clock = now or (lambda: dt.datetime.now(dt.UTC))
+    opened = _plan(store, release, recipient_id, passphrase, today, wrapper, log, opener, flow_run_id)
+    plan, signer, destination = opened.plan, opened.signer, opened.destination
+    delivered: list[DeliveredFile] = []
+    if destination is not None and opened.key is not None:
+        try:
+            for item in plan.to_send:
+                delivered.append(_deliver(plan, item, destination, opened.key))
+        except BaseException as exc:
+            _log_failure(plan, signer, log, exc)
+            raise
+    return _finish(plan, delivered, destination, signer, log, now)
+
+
+# --- the steps, with the signing key unlocked once -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A plan with what send_release keeps open for its deliveries (never passed to a task)."""
+
+    plan: TransferPlan
+    signer: SigningKey
+    destination: Destination | None = None
+    key: PublicKey | None = None
+
+
+def _plan(
+    store: Keystore,
+    release: Path,
+    recipient_id: str,
+    passphrase: Passphrase,
+    today: dt.date,
+    wrapper: KeyWrapper,
+    log: EventLog,
+    opener: Opener | None,
+    flow_run_id: str | None,
+) -> _Planned:
     decision = check_transfer(store, release, recipient_id, today, wrapper)
     signer = store.signing_key(passphrase)
     try:
         recipient: Recipient | None = store.registry().get(recipient_id)
     except UnknownRecipient:
         recipient = None  # the decision denies it (recipient.registered)
-    base = _event_base(decision, recipient, flow_run_id)
+    base = event_base(decision, recipient, flow_run_id)
     if not decision.allowed or recipient is None:
         log.append(
             {**base, "event": "transfer.denied", "message": "; ".join(decision.reasons)[:2000]}, signer
         )
-        return SendResult(SendOutcome.DENIED, decision, None)
+        denied = TransferPlan(
+            SendOutcome.DENIED, decision, store.home, release, recipient_id, log_fields=base
+        )
+        return _Planned(denied, signer)
     files = release_files(release)
     transfer_id = transfer_key(decision.release_sha256, files, recipient)
     base["key_fingerprints"] = {
         "recipient": recipient.fingerprint,
         "signing": signer.verify_key().fingerprint,
     }
-    uri: str | None = None
     try:
         destination = (opener or open_destination)(recipient, decision.release_id, transfer_id)
-        uri = destination.uri
-        base["destination"] = {"country": recipient.country, "uri": uri}
-        result = _deliver(destination, release, files, decision, recipient, store, signer, transfer_id, clock)
+        base["destination"] = {"country": recipient.country, "uri": destination.uri}
+        published = _signed(destination.manifest(), destination, store, decision.release_id)
+        previous = published or _signed(destination.withdrawn(), destination, store, decision.release_id)
+        existing = destination.existing() if previous is not None else {}
+        delivery = plan_delivery(files, previous, recipient.fingerprint, existing, destination.pending())
+        unchanged = (
+            delivery.unchanged
+            and published is not None
+            and published.release_sha256 == decision.release_sha256
+        )
+        if not unchanged:
+            destination.withdraw()  # before anything is replaced: no stale manifest vouches for it
     except BaseException as exc:
-        failed = {**base, "event": "transfer.failed", "message": _message(exc)}
-        if uri is None:
-            failed["destination"] = {"country": recipient.country, "uri": recipient.destination}
-        log.append(failed, signer)
+        log.append({**base, "event": "transfer.failed", "message": failure_message(exc)}, signer)
         raise
+    plan = TransferPlan(
+        SendOutcome.UNCHANGED if unchanged else SendOutcome.DELIVERED,
+        decision,
+        store.home,
+        release,
+        recipient_id,
+        recipient.fingerprint,
+        destination.uri,
+        transfer_id,
+        delivery.kept,
+        delivery.reused,
+        delivery.to_send,
+        base,
+    )
+    return _Planned(plan, signer, destination, recipient.public_key)
+
+
+def _deliver(
+    plan: TransferPlan, item: ReleaseFile, destination: Destination, key: PublicKey
+) -> DeliveredFile:
+    source = plan.release / item.name
+
+    def encrypt(sink: Writable) -> DeliveredFile:
+        digest = encrypt_to(source, sink, [key])
+        if digest.plaintext_sha256 != item.plaintext_sha256:
+            raise ReleaseUnreadable(
+                str(source),
+                "its SHA-256 differs from release.json: the release changed after `genegate deid` "
+                "wrote it; write the release again",
+            )
+        return DeliveredFile(
+            item.delivered_name,
+            item.plaintext_sha256,
+            digest.ciphertext_sha256,
+            digest.ciphertext_bytes,
+            digest.plaintext_bytes,
+        )
+
+    return destination.deliver(item.delivered_name, encrypt, ciphertext_size(item.plaintext_bytes))
+
+
+def _finish(
+    plan: TransferPlan,
+    delivered: Sequence[DeliveredFile],
+    destination: Destination | None,
+    signer: SigningKey,
+    log: EventLog,
+    now: Clock | None,
+) -> SendResult:
+    decision = plan.decision
+    if plan.outcome is SendOutcome.DENIED:
+        return SendResult(SendOutcome.DENIED, decision, None)
+    if plan.outcome is SendOutcome.UNCHANGED:
+        result = SendResult(
+            SendOutcome.UNCHANGED, decision, plan.destination, plan.kept, transfer_id=plan.transfer_id
+        )
+        return _log_outcome(plan, result, signer, log)
+    try:
+        if destination is None:
+            raise DeliveryError(str(plan.release), "the plan names no destination; plan the transfer again")
+        sent = check_delivered(plan.to_send, delivered, plan.destination or str(plan.release))
+        clock = now or (lambda: dt.datetime.now(dt.UTC))
+        manifest = DeliveryManifest(
+            release_id=decision.release_id,
+            release_sha256=decision.release_sha256,
+            recipient_id=plan.recipient_id,
+            recipient_key=plan.recipient_key or "",
+            transfer_id=plan.transfer_id or "",
+            created_at=clock().isoformat(timespec="seconds"),
+            files=tuple(sorted((*plan.kept, *plan.reused, *sent), key=lambda f: f.name)),
+        )
+        destination.publish(sign_manifest(manifest, signer), manifest.files)
+    except BaseException as exc:
+        _log_failure(plan, signer, log, exc)
+        raise
+    result = SendResult(
+        SendOutcome.DELIVERED,
+        decision,
+        plan.destination,
+        manifest.files,
+        tuple(f.name for f in sent),
+        sum(f.bytes for f in sent),
+        plan.transfer_id,
+    )
+    return _log_outcome(plan, result, signer, log)
+
+
+def _log_outcome(plan: TransferPlan, result: SendResult, signer: SigningKey, log: EventLog) -> SendResult:
     event = "transfer.delivered" if result.outcome is SendOutcome.DELIVERED else "transfer.unchanged"
     log.append(
         {
-            **base,
+            **plan.log_fields,
             "event": event,
             "files": [f.log_json() for f in result.files],
             "counts": {
@@ -156,159 +336,35 @@ def send_release(
     return result
 
 
-def _deliver(
-    destination: Destination,
-    release: Path,
-    files: tuple[ReleaseFile, ...],
-    decision: Decision,
-    recipient: Recipient,
-    store: Keystore,
-    signer: SigningKey,
-    transfer_id: str,
-    clock: Callable[[], dt.datetime],
-) -> SendResult:
-    previous = _previous_manifest(destination, store)
-    if previous is not None and previous.release_id != decision.release_id:
-        previous = None
-    plan = plan_delivery(files, previous, recipient.fingerprint, destination.existing(), destination.staged())
-    if plan.unchanged and previous is not None and previous.release_sha256 == decision.release_sha256:
-        return SendResult(
-            SendOutcome.UNCHANGED, decision, destination.uri, plan.kept, transfer_id=transfer_id
+def _log_failure(plan: TransferPlan, signer: SigningKey, log: EventLog, exc: BaseException) -> None:
+    log.append({**plan.log_fields, "event": "transfer.failed", "message": failure_message(exc)}, signer)
+
+
+def _planned_recipient(plan: TransferPlan) -> Recipient:
+    """The recipient from the keystore's signed registry; refused if its key changed or it was revoked."""
+    recipient = Keystore(plan.home).registry().get(plan.recipient_id)
+    where = plan.destination or str(plan.release)
+    if recipient.fingerprint != plan.recipient_key:
+        raise DeliveryError(
+            where,
+            f"recipient {plan.recipient_id}'s key changed after the transfer was planned; plan it again",
         )
-    sent: list[DeliveredFile] = []
-    with tempfile.TemporaryDirectory(prefix="genegate-send-") as scratch:  # mkdtemp: mode 0700
-        for item in plan.to_send:
-            encrypted = Path(scratch) / "file.c4gh"
-            digest = encrypt_file(release / item.name, encrypted, [recipient.public_key])
-            if digest.plaintext_sha256 != item.plaintext_sha256:
-                raise ReleaseUnreadable(
-                    str(release / item.name),
-                    "its SHA-256 differs from release.json: the release changed after `genegate deid` "
-                    "wrote it; write the release again",
-                )
-            entry = DeliveredFile(
-                item.delivered_name,
-                item.plaintext_sha256,
-                digest.ciphertext_sha256,
-                digest.ciphertext_bytes,
-                digest.plaintext_bytes,
-            )
-            destination.put(entry.name, encrypted, entry.ciphertext_sha256, entry.bytes)
-            destination.verify(entry.name, entry.ciphertext_sha256, entry.bytes)
-            encrypted.unlink()
-            sent.append(entry)
-    manifest = DeliveryManifest(
-        release_id=decision.release_id,
-        release_sha256=decision.release_sha256,
-        recipient_id=recipient.id,
-        recipient_key=recipient.fingerprint,
-        transfer_id=transfer_id,
-        created_at=clock().isoformat(timespec="seconds"),
-        files=(*plan.kept, *plan.reused, *sent),
-    )
-    destination.publish(sign_manifest(manifest, signer))
-    return SendResult(
-        SendOutcome.DELIVERED,
-        decision,
-        destination.uri,
-        tuple(sorted(manifest.files, key=lambda f: f.name)),
-        tuple(f.name for f in sent),
-        sum(f.bytes for f in sent),
-        transfer_id,
-    )
+    if recipient.revoked_at:
+        raise DeliveryError(
+            where,
+            f"recipient {plan.recipient_id} was revoked after the transfer was planned; nothing more is sent",
+        )
+    return recipient
 
 
-def release_files(release: Path) -> tuple[ReleaseFile, ...]:
-    """release.json and every file it lists, with their plaintext SHA-256 and sizes."""
-    source = release / RELEASE_JSON
-    try:
-        raw = source.read_bytes()
-        doc = json.loads(raw)
-    except (OSError, ValueError) as exc:
-        raise ReleaseUnreadable(
-            str(source), "cannot read it as JSON; give the directory `genegate deid` wrote"
-        ) from exc
-    listed = doc.get("files") if isinstance(doc, dict) else None
-    if not isinstance(listed, list):
-        raise ReleaseUnreadable(str(source), '"files" must be a list of {name, sha256, bytes}')
-    found = [ReleaseFile(RELEASE_JSON, hashlib.sha256(raw).hexdigest(), len(raw))]
-    for n, entry in enumerate(listed, start=1):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        sha, size = (entry.get("sha256"), entry.get("bytes")) if isinstance(entry, dict) else (None, None)
-        if (
-            not isinstance(name, str)
-            or not _safe_name(name)
-            or not isinstance(sha, str)
-            or not _SHA256.match(sha)
-        ):
-            raise ReleaseUnreadable(
-                str(source), f"files[{n}] needs a relative name (no '..', no leading '.') and a hex sha256"
-            )
-        if not isinstance(size, int) or not (release / name).is_file():
-            raise ReleaseUnreadable(
-                str(source), f"files[{n}] is missing from the release or has no byte count"
-            )
-        found.append(ReleaseFile(name, sha, size))
-    if len({f.name for f in found}) != len(found):
-        raise ReleaseUnreadable(str(source), "a file is listed twice in files; write the release again")
-    return tuple(found)
-
-
-def transfer_key(release_sha256: str, files: tuple[ReleaseFile, ...], recipient: Recipient) -> str:
-    """A transfer id fixed by the release content and the recipient's key: re-runs share staging."""
-    digest = hashlib.sha256()
-    for part in (
-        release_sha256,
-        recipient.id,
-        recipient.fingerprint,
-        *(f"{f.name}\0{f.plaintext_sha256}" for f in files),
-    ):
-        digest.update(part.encode("utf-8") + b"\n")
-    return "t-" + digest.hexdigest()[:24]
-
-
-def _previous_manifest(destination: Destination, store: Keystore) -> DeliveryManifest | None:
-    data = destination.manifest()
+def _signed(
+    data: bytes | None, destination: Destination, store: Keystore, release_id: str
+) -> DeliveryManifest | None:
+    """A manifest the lab signed for this release, else None (then everything is sent again)."""
     if data is None:
         return None
     try:
-        return read_manifest(data, store.verify_key(), destination.uri)
+        manifest = read_manifest(data, store.verify_key(), destination.uri)
     except DeliveryMismatch:
         return None  # not one we signed: deliver everything again and replace it
-
-
-def _safe_name(name: str) -> bool:
-    path = PurePosixPath(name)
-    return (
-        bool(name)
-        and not path.is_absolute()
-        and "\\" not in name
-        and all(part not in ("", ".", "..") and not part.startswith(".") for part in path.parts)
-        and name != RELEASE_JSON
-    )
-
-
-def _event_base(decision: Decision, recipient: Recipient | None, flow_run_id: str | None) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "release_id": decision.release_id,
-        "release_sha256": decision.release_sha256,
-        "recipient_id": decision.recipient_id,
-        "origin_regimes": list(decision.origin_regimes),
-        "release_class": decision.release_class,
-        "decision": decision.to_json(),
-    }
-    if recipient is not None:
-        base["destination"] = {"country": recipient.country, "uri": recipient.destination}
-        base["basis"] = [{"type": b.type.value, "ref": b.ref} for b in recipient.bases]
-    if flow_run_id is not None:
-        base["flow_run_id"] = flow_run_id
-    return base
-
-
-def _message(exc: BaseException) -> str:
-    """A failure's message for the log: our errors' text (which names no value), else the type."""
-    if isinstance(exc, TransferError):
-        return str(exc)[:2000]
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (KeyboardInterrupt)"
-    return f"unexpected {type(exc).__name__}"
+    return manifest if manifest.release_id == release_id else None

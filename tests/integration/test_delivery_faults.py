@@ -2,9 +2,11 @@
 
 The proxy forwards loopback TCP to the moto server and resets both sockets once the bytes sent
 by the client reach a budget, in the middle of a multipart part. Retries are off
-(GENEGATE_S3_MAX_ATTEMPTS=1) so the cut surfaces as the transfer's one error. Then a re-run
-through the healthy endpoint must complete with exactly the expected objects: nothing
-duplicated, no staging left, no incomplete multipart upload, nothing published early.
+(GENEGATE_S3_MAX_ATTEMPTS=1) so the cut surfaces as the transfer's one error. Objects go straight
+to their final keys and the signed manifest, written last, is the completion marker: so at the
+cut and after it there must be no manifest (nothing vouched for), and a re-run through the healthy
+endpoint must end with exactly the manifest and the objects it lists, each with the recorded size
+and checksum: nothing duplicated, no `.partial/` left, no incomplete multipart upload.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pytest
 from keys import Keystore, Passphrase, encode_secret_key
 from tests.support.releases import RELEASE_NAME, add_file, assessed_summary_release, register_partner
 from transfer import DeliveryRejected, DestinationUnusable, SendOutcome, TransferLog, send_release
-from transfer.delivery import MANIFEST_NAME, S3Settings
+from transfer.delivery import MANIFEST_NAME, S3Settings, read_manifest
 from transfer.facts import TRANSFER_LOG
 
 PASS = Passphrase("correct horse battery")
@@ -218,9 +220,25 @@ def expected_keys(release: Path) -> list[str]:
     return sorted([root + MANIFEST_NAME, *(f"{root}{n}.c4gh" for n in names)])
 
 
-def published(world: World) -> list[str]:
-    """Keys a recipient could take as delivered: anything outside the staging area."""
-    return [k for k in keys_in(world) if "/.partial/" not in k]
+def manifests(world: World) -> list[str]:
+    """Delivery manifests a recipient could find: the only thing that vouches for a delivery."""
+    return [k for k in keys_in(world) if k.endswith("/" + MANIFEST_NAME) and "/.partial/" not in k]
+
+
+def assert_vouched_exactly(world: World) -> None:
+    """The bucket holds the manifest and exactly the objects it lists, each with its size and checksum."""
+    (key,) = manifests(world)
+    data = world.s3.get_object(Bucket=world.bucket, Key=key)["Body"].read()
+    manifest = read_manifest(data, world.store.verify_key(), key)
+    root = key.removesuffix(MANIFEST_NAME)
+    for entry in manifest.files:
+        head = world.s3.head_object(Bucket=world.bucket, Key=root + entry.name, ChecksumMode="ENABLED")
+        assert (entry.name, entry.bytes, entry.checksum) == (
+            entry.name,
+            head["ContentLength"],
+            head["ChecksumSHA256"].split("-")[0],
+        )
+    assert sorted([key, *(root + f.name for f in manifest.files)]) == keys_in(world)
 
 
 def upstream(endpoint: str) -> tuple[str, int]:
@@ -237,8 +255,8 @@ def test_a_cut_mid_part_fails_once_shows_nothing_and_a_rerun_completes_without_d
     """The cut surfaces as one DeliveryRejected; the healthy re-run leaves exactly the expected objects."""
     seen_at_cut: list[list[str]] = []
 
-    def snapshot() -> None:  # what a recipient listing the bucket sees at the moment of the cut
-        seen_at_cut.append(published(world))
+    def snapshot() -> None:  # the manifests a recipient listing the bucket finds at the moment of the cut
+        seen_at_cut.append(manifests(world))
 
     proxy = CuttingProxy(upstream(world.endpoint), CUT_AFTER, persistent=persistent, on_cut=snapshot)
     failing = pytest.raises(DeliveryRejected, match=r"UploadPart \S*big-table\.tsv\.c4gh.*network")
@@ -246,7 +264,8 @@ def test_a_cut_mid_part_fails_once_shows_nothing_and_a_rerun_completes_without_d
         send_via(world, proxy.url, monkeypatch)
     assert 1 == proxy.cuts
     assert [[]] == seen_at_cut
-    assert [] == published(world)  # no manifest, no final-key object
+    assert [] == manifests(world)  # objects of the cut run may be listed, but nothing vouches for them
+    assert [] == [k for k in keys_in(world) if k.endswith("big-table.tsv.c4gh")]  # the cut file is absent
     entry = world.log.entries()[-1]
     assert "transfer.failed" == entry["event"]
     # a transient drop lets the abort through at once; with the network down, the re-run aborts it
@@ -255,8 +274,9 @@ def test_a_cut_mid_part_fails_once_shows_nothing_and_a_rerun_completes_without_d
     ]
 
     result = send_via(world, world.endpoint, monkeypatch)
-    assert SendOutcome.DELIVERED == result.outcome
+    assert (SendOutcome.DELIVERED, ("big-table.tsv.c4gh",)) == (result.outcome, result.sent)
     assert expected_keys(world.release) == keys_in(world)
+    assert_vouched_exactly(world)
     assert [] == unfinished(world)
     secret = crypt4gh.keys.get_private_key(str(world.partner), PASS.reveal)
     rid = json.loads((world.release / "release.json").read_text())["release_id"]
@@ -283,6 +303,7 @@ def test_with_retries_allowed_a_transient_cut_is_retried_and_the_transfer_comple
         result = send_via(world, proxy.url, monkeypatch)
     assert (1, SendOutcome.DELIVERED) == (proxy.cuts, result.outcome)
     assert (expected_keys(world.release), []) == (keys_in(world), unfinished(world))
+    assert_vouched_exactly(world)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "three", ""])

@@ -1,4 +1,8 @@
-"""Delivery to S3 through boto3, against moto's S3 server over HTTP on loopback."""
+"""Delivery to S3 through boto3, against moto's S3 server over HTTP on loopback.
+
+Objects are streamed to their final keys; the signed manifest, written last, is the completion
+marker. These tests check what a recipient that honours the manifest can see at every point.
+"""
 
 from __future__ import annotations
 
@@ -26,17 +30,20 @@ from keys import (
     Recipient,
     encode_secret_key,
 )
-from tests.support.releases import assessed_summary_release, register_partner
+from tests.support.releases import add_file, assessed_summary_release, register_partner
 from transfer import DeliveryMismatch, RegionMismatch, SendOutcome, SendResult, TransferLog, send_release
 from transfer.delivery import (
     MANIFEST_NAME,
+    DeliveredFile,
+    DeliveryManifest,
     Destination,
+    Encrypt,
     S3Destination,
     S3Settings,
     open_destination,
     read_manifest,
 )
-from transfer.delivery.s3 import META_CIPHERTEXT, META_SENT_CHECKSUM, composite_checksum
+from transfer.envelope import Writable
 from transfer.facts import TRANSFER_LOG
 from transfer.send import Opener
 
@@ -123,7 +130,7 @@ def decrypt_object(world: World, key: str) -> bytes:
 
 
 class FailingAfter:
-    """Wraps a destination so that put raises after `limit` files (a dropped connection)."""
+    """Wraps a destination so that deliver raises after `limit` files (a dropped connection)."""
 
     def __init__(self, inner: Destination, limit: int | None) -> None:
         self.inner, self.limit = inner, limit
@@ -132,11 +139,11 @@ class FailingAfter:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put(self, name: str, path: Path, sha256: str, size: int) -> None:
+    def deliver(self, name: str, write: Encrypt, size_hint: int) -> DeliveredFile:
         if self.limit is not None and len(self.puts) >= self.limit:
             raise DeliveryMismatch(self.inner.uri, "connection dropped (test fault)")
         self.puts.append(name)
-        self.inner.put(name, path, sha256, size)
+        return self.inner.deliver(name, write, size_hint)
 
 
 def opener_with(limit: int | None, made: list[FailingAfter]) -> Opener:
@@ -147,23 +154,57 @@ def opener_with(limit: int | None, made: list[FailingAfter]) -> Opener:
     return opener
 
 
+def manifest_at(world: World, root: str) -> DeliveryManifest:
+    data = world.s3.get_object(Bucket=world.bucket, Key=root + MANIFEST_NAME)["Body"].read()
+    return read_manifest(data, world.store.verify_key(), "test")
+
+
+def assert_objects_match(world: World, root: str, manifest: DeliveryManifest) -> None:
+    """Every listed object has the recorded size and checksum (HeadObject); nothing else is in the bucket."""
+    for entry in manifest.files:
+        head = world.s3.head_object(Bucket=world.bucket, Key=root + entry.name, ChecksumMode="ENABLED")
+        assert (entry.name, entry.bytes, entry.checksum) == (
+            entry.name,
+            head["ContentLength"],
+            head["ChecksumSHA256"].split("-")[0],
+        )
+    expected = sorted([root + MANIFEST_NAME, *(root + f.name for f in manifest.files)])
+    assert expected == keys_in(world.s3, world.bucket)
+
+
+def writing(data: bytes, chunk: int = 1024 * 1024 + 7) -> Encrypt:
+    """An Encrypt that writes `data` (standing for ciphertext) in odd-sized chunks."""
+
+    def write(sink: Writable) -> DeliveredFile:
+        for start in range(0, len(data), chunk):
+            sink.write(memoryview(data)[start : start + chunk])
+        digest = hashlib.sha256(data).hexdigest()
+        return DeliveredFile("big.c4gh", "0" * 64, digest, len(data), len(data))
+
+    return write
+
+
+def s3_checksum(data: bytes, part: int) -> str:
+    """What S3 computes: SHA-256 for one PUT, else SHA-256 of the part SHA-256s (bare, no -N)."""
+    if len(data) <= part:
+        return base64.b64encode(hashlib.sha256(data).digest()).decode()
+    digests = b"".join(hashlib.sha256(data[i : i + part]).digest() for i in range(0, len(data), part))
+    return base64.b64encode(hashlib.sha256(digests).digest()).decode()
+
+
 def test_a_release_lands_in_the_bucket_and_decrypts_to_the_release_bytes(world: World) -> None:
-    """Objects under <prefix>/<release_id>/, manifest beside them, staging gone; crypt4gh decrypts each."""
+    """Objects under <prefix>/<release_id>/, manifest beside them, no .partial left; crypt4gh decrypts each."""
     result = send(world)
     root = f"incoming/{release_id(world.release)}/"
     names = release_names(world.release)
     assert SendOutcome.DELIVERED == result.outcome
-    assert sorted([root + MANIFEST_NAME, *(f"{root}{n}.c4gh" for n in names)]) == keys_in(
-        world.s3, world.bucket
-    )
+    manifest = manifest_at(world, root)
+    assert sorted(f"{n}.c4gh" for n in names) == sorted(f.name for f in manifest.files)
+    assert_objects_match(world, root, manifest)
     for name in names:
         assert (world.release / name).read_bytes() == decrypt_object(world, f"{root}{name}.c4gh")
-    data = world.s3.get_object(Bucket=world.bucket, Key=root + MANIFEST_NAME)["Body"].read()
-    manifest = read_manifest(data, world.store.verify_key(), "test")
-    for entry in manifest.files:
-        head = world.s3.head_object(Bucket=world.bucket, Key=root + entry.name, ChecksumMode="ENABLED")
-        expected = base64.b64encode(bytes.fromhex(entry.ciphertext_sha256)).decode()
-        assert (entry.bytes, expected) == (head["ContentLength"], head["ChecksumSHA256"])
+    for entry in manifest.files:  # single PUTs here: S3's checksum is the ciphertext SHA-256 itself
+        assert base64.b64encode(bytes.fromhex(entry.ciphertext_sha256)).decode() == entry.checksum
     assert f"s3://{world.bucket}/{root}" == world.log.entries()[-1]["destination"]["uri"]
 
 
@@ -176,20 +217,43 @@ def test_a_rerun_sends_nothing_and_logs_unchanged(world: World) -> None:
     assert "transfer.unchanged" == world.log.entries()[-1]["event"]
 
 
-def test_an_interrupted_upload_shows_nothing_complete_and_a_rerun_finishes_it(world: World) -> None:
-    """After a drop mid-transfer only staging holds objects (no manifest); the re-run uploads the rest once."""
+def test_an_interrupted_upload_is_vouched_for_by_no_manifest_and_a_rerun_finishes_it(world: World) -> None:
+    """After a drop mid-transfer there is no manifest; the re-run uploads only the rest, then publishes."""
     made: list[FailingAfter] = []
     with pytest.raises(DeliveryMismatch, match="test fault"):
         send(world, opener_with(1, made))
     root = f"incoming/{release_id(world.release)}/"
-    staged = keys_in(world.s3, world.bucket)
-    assert 1 == len(staged)
-    assert staged[0].startswith(root + ".partial/")
+    left = keys_in(world.s3, world.bucket)
+    assert [] == [k for k in left if k.endswith(MANIFEST_NAME)]
+    assert [root + made[0].puts[0]] == [k for k in left if "/.partial/" not in k]
     again: list[FailingAfter] = []
     send(world, opener_with(None, again))
     names = [n + ".c4gh" for n in release_names(world.release)]
     assert sorted(set(names) - set(made[0].puts)) == sorted(again[0].puts)
-    assert sorted([root + MANIFEST_NAME, *(root + n for n in names)]) == keys_in(world.s3, world.bucket)
+    assert_objects_match(world, root, manifest_at(world, root))
+
+
+def test_a_changed_release_takes_the_old_manifest_down_before_replacing_a_file(world: World) -> None:
+    """A stale manifest never vouches for a half-replaced set; the re-run keeps what did not change."""
+    send(world)
+    root = f"incoming/{release_id(world.release)}/"
+    old = manifest_at(world, root)
+    add_file(world.release, world.store.home, "extra/table.tsv", os.urandom(70_000))  # release.json changes
+    made: list[FailingAfter] = []
+    with pytest.raises(DeliveryMismatch, match="test fault"):
+        send(world, opener_with(1, made))
+    assert ["release.json.c4gh"] == made[0].puts  # replaced under its final key ...
+    assert root + MANIFEST_NAME not in keys_in(world.s3, world.bucket)  # ... with the old manifest down
+    again: list[FailingAfter] = []
+    result = send(world, opener_with(None, again))
+    assert (SendOutcome.DELIVERED, ["extra/table.tsv.c4gh"]) == (result.outcome, again[0].puts)
+    new = manifest_at(world, root)
+    assert_objects_match(world, root, new)
+    unchanged = {f.name for f in old.files} - {"release.json.c4gh"}
+    assert {f.name: f for f in old.files if f.name in unchanged} == {
+        f.name: f for f in new.files if f.name in unchanged
+    }
+    assert (world.release / "release.json").read_bytes() == decrypt_object(world, root + "release.json.c4gh")
 
 
 def test_region_mismatch_is_refused_before_any_upload(world: World) -> None:
@@ -208,42 +272,63 @@ def test_region_mismatch_is_refused_before_any_upload(world: World) -> None:
     assert "eu-central-2" in entry["message"]
 
 
-def test_multipart_upload_carries_a_composite_sha256_that_verify_checks(world: World, tmp_path: Path) -> None:
-    """A file larger than the part size goes up in parts; S3's composite checksum equals ours."""
-    data = os.urandom(2 * PART + 12345)
-    path = tmp_path / "big.c4gh"
-    path.write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    settings = S3Settings.from_env(os.environ)
-    destination = S3Destination(world.bucket, "mp", "rel-1", "t-1", region=REGION, settings=settings)
-    destination.put("big.c4gh", path, digest, len(data))
-    destination.verify("big.c4gh", digest, len(data))
-    head = world.s3.head_object(
-        Bucket=world.bucket, Key="mp/rel-1/.partial/t-1/big.c4gh", ChecksumMode="ENABLED"
+@pytest.mark.parametrize(
+    "size", [1, PART, PART + 1, 2 * PART + 12345], ids=["tiny", "one-part", "two", "three"]
+)
+def test_a_stream_goes_up_in_parts_with_the_checksum_s3_computes(world: World, size: int) -> None:
+    """Written in odd chunks: one PUT up to the part size, else parts; S3's checksum equals ours; bytes intact."""
+    data = os.urandom(size)
+    destination = S3Destination(
+        world.bucket, "mp", "rel-1", "t-1", region=REGION, settings=S3Settings.from_env(os.environ)
     )
-    ours = composite_checksum(path, PART)
-    assert (ours.split("-")[0], "-3") == (head["ChecksumSHA256"].split("-")[0], ours[-2:])
-    assert digest == head["Metadata"][META_CIPHERTEXT]
+    delivered = destination.deliver("big.c4gh", writing(data), size)
+    got = world.s3.get_object(Bucket=world.bucket, Key="mp/rel-1/big.c4gh", ChecksumMode="ENABLED")
+    parts = -(-size // PART)
+    suffix = f"-{parts}" if parts > 1 else ""
+    assert (s3_checksum(data, PART), s3_checksum(data, PART) + suffix) == (
+        delivered.checksum,
+        got["ChecksumSHA256"],
+    )
+    assert data == got["Body"].read()
+    assert {"big.c4gh": delivered} == destination.pending()
 
 
-def test_an_object_corrupted_after_upload_fails_verification(world: World, tmp_path: Path) -> None:
+def test_a_failing_stream_aborts_its_multipart_upload_and_leaves_nothing(world: World) -> None:
+    """The producer fails after two parts went up: the upload is aborted, no object, no receipt."""
+    destination = S3Destination(
+        world.bucket, "ab", "rel-1", "t-1", region=REGION, settings=S3Settings.from_env(os.environ)
+    )
+
+    open_uploads: list[int] = []
+
+    def failing(sink: Writable) -> DeliveredFile:
+        sink.write(os.urandom(2 * PART + 1))
+        sink.write(os.urandom(PART))  # parts 1 and 2 are sent by now, part 3 is filling
+        open_uploads.append(len(world.s3.list_multipart_uploads(Bucket=world.bucket).get("Uploads", [])))
+        raise DeliveryMismatch("test", "the source broke off (test fault)")
+
+    with pytest.raises(DeliveryMismatch, match="test fault"):
+        destination.deliver("big.c4gh", failing, 3 * PART)
+    assert [1] == open_uploads
+    assert ([], []) == (
+        keys_in(world.s3, world.bucket),
+        world.s3.list_multipart_uploads(Bucket=world.bucket).get("Uploads", []),
+    )
+
+
+def test_an_object_corrupted_after_upload_fails_verification(world: World) -> None:
     """moto accepts any client checksum, so we overwrite the object ourselves; verify catches the change."""
-    path = tmp_path / "small.c4gh"
-    path.write_bytes(b"crypt4gh bytes" * 100)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = b"crypt4gh bytes" * 100
     settings = S3Settings.from_env(os.environ)
     destination = S3Destination(world.bucket, "c", "rel-1", "t-1", region=REGION, settings=settings)
-    destination.put("small.c4gh", path, digest, path.stat().st_size)
-    destination.verify("small.c4gh", digest, path.stat().st_size)
-    key = "c/rel-1/.partial/t-1/small.c4gh"
-    metadata = world.s3.head_object(Bucket=world.bucket, Key=key)["Metadata"]
-    corrupted = bytearray(path.read_bytes())
+    delivered = destination.deliver("big.c4gh", writing(data), len(data))
+    destination.verify(delivered)
+    corrupted = bytearray(data)
     corrupted[100] ^= 1
     world.s3.put_object(
-        Bucket=world.bucket, Key=key, Body=bytes(corrupted), ChecksumAlgorithm="SHA256", Metadata=metadata
+        Bucket=world.bucket, Key="c/rel-1/big.c4gh", Body=bytes(corrupted), ChecksumAlgorithm="SHA256"
     )
-    assert {META_CIPHERTEXT, META_SENT_CHECKSUM} <= set(metadata)
-    with pytest.raises(DeliveryMismatch, match=r"small\.c4gh"):
-        destination.verify("small.c4gh", digest, path.stat().st_size)
+    with pytest.raises(DeliveryMismatch, match=r"big\.c4gh"):
+        destination.verify(delivered)
     fresh = S3Destination(world.bucket, "c", "rel-1", "t-1", region=REGION, settings=settings)
-    assert {} == fresh.staged()  # a re-run does not reuse it
+    assert {} == fresh.pending()  # its receipt is there, but a re-run does not reuse it

@@ -1,15 +1,20 @@
 """Destinations a release is delivered to: a local outbox (`file://`) or S3 (`s3://bucket/prefix`).
 
-Every destination follows one protocol. Files are staged under `.partial/<transfer_id>/`, each
-verified after upload, and made visible only by `publish`, which moves the staged files to their
-final names and writes the signed delivery manifest last. `open_destination` picks the adapter
-from the recipient's destination URI and, for S3, checks the bucket's region before anything is
-sent.
+Every destination follows one protocol, and in every one the signed delivery manifest, written
+last, is the completion marker: a recipient takes as delivered exactly what it lists. Each file is
+encrypted straight into the destination (`deliver`: no ciphertext staged in a scratch directory,
+never a plaintext copy), verified there, and recorded by a receipt so a re-run of the same
+transfer reuses it (`pending`). A run that will change anything first `withdraw`s the published
+manifest, so no stale manifest vouches for a half-replaced set, and `publish` writes the new one
+after checking every file it lists. The `file://` outbox stages files and renames them into place
+at `publish`; S3 has no rename, so files go straight to their final keys (see s3.py).
+`open_destination` picks the adapter from the recipient's destination URI and, for S3, checks the
+bucket's region before anything is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
@@ -20,14 +25,15 @@ from transfer.delivery.manifest import (
     MANIFEST_NAME,
     DeliveredFile,
     DeliveryManifest,
-    DeliveryPlan,
+    Encrypt,
     ObjectInfo,
     ReleaseFile,
-    plan_delivery,
     read_manifest,
     sign_manifest,
 )
-from transfer.delivery.s3 import S3Destination, S3Settings
+from transfer.delivery.plan import DeliveryPlan, check_delivered, plan_delivery
+from transfer.delivery.s3 import S3Destination
+from transfer.delivery.s3_client import S3Settings
 from transfer.errors import DestinationUnusable
 
 __all__ = [
@@ -36,11 +42,13 @@ __all__ = [
     "DeliveryManifest",
     "DeliveryPlan",
     "Destination",
+    "Encrypt",
     "LocalOutbox",
     "ObjectInfo",
     "ReleaseFile",
     "S3Destination",
     "S3Settings",
+    "check_delivered",
     "open_destination",
     "plan_delivery",
     "read_manifest",
@@ -57,27 +65,31 @@ class Destination(Protocol):
         ...
 
     def existing(self) -> dict[str, ObjectInfo]:
-        """The published encrypted files, by delivered name."""
-        ...
-
-    def staged(self) -> dict[str, ObjectInfo]:
-        """Verified files an interrupted run of this transfer left in staging."""
+        """The objects at their delivered names, with size and the destination's checksum."""
         ...
 
     def manifest(self) -> bytes | None:
         """The published delivery manifest, if any."""
         ...
 
-    def put(self, name: str, path: Path, sha256: str, size: int) -> None:
-        """Stage the encrypted file at `path` as `name`."""
+    def withdrawn(self) -> bytes | None:
+        """The manifest an unfinished run took down (it still vouches for files left unchanged)."""
         ...
 
-    def verify(self, name: str, sha256: str, size: int) -> None:
-        """Raise DeliveryMismatch unless the staged `name` has this size and SHA-256."""
+    def pending(self) -> dict[str, DeliveredFile]:
+        """Files an interrupted run of this transfer delivered and verified that still match."""
         ...
 
-    def publish(self, manifest_bytes: bytes) -> None:
-        """Make the staged files visible, then write the manifest last."""
+    def withdraw(self) -> None:
+        """Before anything is replaced: take the published manifest down (kept for re-runs)."""
+        ...
+
+    def deliver(self, name: str, write: Encrypt, size_hint: int) -> DeliveredFile:
+        """Stream what `write` produces to `name`, verify it there, record its receipt."""
+        ...
+
+    def publish(self, manifest_bytes: bytes, files: Sequence[DeliveredFile]) -> None:
+        """Check every listed file, make them visible, write the manifest last."""
         ...
 
 

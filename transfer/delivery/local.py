@@ -2,29 +2,40 @@
 
 Layout under the recipient's outbox directory (the registry's `file:///abs/outbox/<rid>`):
 
-    <outbox>/<release_id>/<name>.c4gh                      published encrypted files
-    <outbox>/<release_id>/delivery-manifest.json           signed, written last
-    <outbox>/<release_id>/.partial/<transfer_id>/...       staging of a transfer in progress
+    <outbox>/<release_id>/<name>.c4gh                                   published encrypted files
+    <outbox>/<release_id>/delivery-manifest.json                        signed, written last
+    <outbox>/<release_id>/.partial/<transfer_id>/files/<name>.c4gh      staged by a transfer
+    <outbox>/<release_id>/.partial/<transfer_id>/receipts/<name>.json   what it staged and verified
+    <outbox>/<release_id>/.partial/withdrawn-manifest.json              set aside while publishing
 
-`put` copies into a temporary sibling inside staging and renames it into place, so a staged
-file is always whole. `publish` removes the previous manifest, renames every staged file to its
-final name and writes the new manifest last (temporary name, then rename): a reader who waits for
-the manifest never sees a partial delivery as complete. Errors become DeliveryRejected naming the
-outbox path and the OS error, never file content.
+`deliver` encrypts straight into a temporary file inside staging (never a plaintext copy, no second
+copy of the ciphertext), renames it into place when whole, reads it back to check its size and
+SHA-256, and writes its receipt. Nothing changes at the published names until `publish`, which
+sets the manifest aside, renames every staged file to its final name, checks every listed file's
+size, and writes the new manifest last (temporary name, then rename): a reader who waits for the
+manifest never sees a partial delivery as complete. A crash inside `publish` leaves the set-aside
+manifest and the receipts, so the re-run reuses what was renamed already. Errors become
+DeliveryRejected naming the outbox path and the OS error, never file content.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 
-from transfer.delivery.manifest import MANIFEST_NAME, ObjectInfo
+from transfer.delivery.manifest import MANIFEST_NAME, DeliveredFile, Encrypt, ObjectInfo
 from transfer.errors import DeliveryMismatch, DeliveryRejected, DestinationUnusable
 
 STAGING = ".partial"
+WITHDRAWN = "withdrawn-manifest.json"
 _HASH_CHUNK = 1 << 20
 
 
@@ -37,88 +48,137 @@ class LocalOutbox:
                 str(outbox), "a file:// destination must be an absolute path (file:///abs/outbox/<rid>)"
             )
         self.root = outbox / release_id
-        self.staging = self.root / STAGING / transfer_id
+        self.sender = self.root / STAGING
+        self.staging = self.sender / transfer_id / "files"
+        self.receipts = self.sender / transfer_id / "receipts"
         self.uri = self.root.as_uri()
 
     def existing(self) -> dict[str, ObjectInfo]:
         """The published encrypted files (not the manifest, not staging), with size and SHA-256."""
-        return self._scan(self.root, skip_staging=True)
-
-    def staged(self) -> dict[str, ObjectInfo]:
-        """The files this transfer staged earlier (each renamed into place whole)."""
-        return self._scan(self.staging, skip_staging=False)
+        found: dict[str, ObjectInfo] = {}
+        if not self.root.is_dir():
+            return found
+        try:
+            for directory, subdirs, names in os.walk(self.root):
+                here = Path(directory)
+                if here == self.root:
+                    subdirs[:] = [d for d in subdirs if d != STAGING]
+                for entry in names:
+                    if entry.startswith(".") or (here == self.root and entry == MANIFEST_NAME):
+                        continue
+                    path = here / entry
+                    found[path.relative_to(self.root).as_posix()] = ObjectInfo(
+                        path.stat().st_size, _sha256(path)
+                    )
+        except OSError as exc:
+            raise self._rejected("list the outbox", exc) from exc
+        return found
 
     def manifest(self) -> bytes | None:
         """The published manifest's bytes, or None."""
+        return self._read(self.root / MANIFEST_NAME)
+
+    def withdrawn(self) -> bytes | None:
+        """The manifest an interrupted publish set aside, or None."""
+        return self._read(self.sender / WITHDRAWN)
+
+    def pending(self) -> dict[str, DeliveredFile]:
+        """Files this transfer staged and verified (or an interrupted publish renamed) that still match."""
+        found: dict[str, DeliveredFile] = {}
+        if not self.receipts.is_dir():
+            return found
         try:
-            return (self.root / MANIFEST_NAME).read_bytes()
+            for path in self.receipts.rglob("*.json"):
+                try:
+                    entry = DeliveredFile.from_json(json.loads(path.read_bytes()))
+                except (ValueError, KeyError, TypeError):
+                    continue  # not a receipt we wrote: the file is sent again
+                if (self.receipts / f"{entry.name}.json") != path:
+                    continue
+                for copy in (self.staging / entry.name, self.root / entry.name):
+                    if _info(copy) == entry.stored:
+                        found[entry.name] = entry
+                        break
+        except OSError as exc:
+            raise self._rejected("read the staging area", exc) from exc
+        return found
+
+    def withdraw(self) -> None:
+        """Nothing to do before staging: published names change only in `publish`."""
+
+    def deliver(self, name: str, write: Encrypt, size_hint: int) -> DeliveredFile:  # noqa: ARG002
+        """Encrypt into staging (temporary name, then rename), read it back, write its receipt."""
+        target = self.staging / name
+        with self._staged(target) as handle:
+            entry = write(handle)
+        if entry.name != name:
+            raise DeliveryMismatch(self.uri, f"{name} was staged under another name; run the transfer again")
+        delivered = replace(entry, checksum=entry.ciphertext_sha256)
+        if _info(target) != delivered.stored:
+            raise DeliveryMismatch(
+                self.uri,
+                f"{name}: the staged copy's size or SHA-256 differs from what was written; "
+                "run the transfer again",
+            )
+        receipt = self.receipts / f"{name}.json"
+        with self._staged(receipt) as handle:
+            handle.write(json.dumps(delivered.to_json(), sort_keys=True).encode("utf-8"))
+        return delivered
+
+    def publish(self, manifest_bytes: bytes, files: Sequence[DeliveredFile]) -> None:
+        """Set the manifest aside, rename staged files into place, check sizes, write the manifest last."""
+        manifest = self.root / MANIFEST_NAME
+        try:
+            self.sender.mkdir(mode=0o750, parents=True, exist_ok=True)
+            if manifest.exists():
+                os.replace(manifest, self.sender / WITHDRAWN)
+            for entry in files:
+                staged, final = self.staging / entry.name, self.root / entry.name
+                if staged.exists():
+                    final.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+                    os.replace(staged, final)
+                if final.stat().st_size != entry.bytes:
+                    raise DeliveryMismatch(
+                        self.uri, f"{entry.name} changed size before publication; run the transfer again"
+                    )
+            with self._staged(manifest) as handle:
+                handle.write(manifest_bytes)
+                os.fsync(handle.fileno())
+            shutil.rmtree(self.sender)
+        except FileNotFoundError as exc:
+            raise DeliveryMismatch(
+                self.uri, "a file listed for publication is missing; run the transfer again"
+            ) from exc
+        except OSError as exc:
+            raise self._rejected("publish the delivery", exc) from exc
+
+    @contextmanager
+    def _staged(self, target: Path) -> Iterator[BinaryIO]:
+        """A new temporary sibling of `target` (O_EXCL, 0644), renamed over it when the block completes."""
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        try:
+            target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise self._rejected(f"stage {target.name}", exc) from exc
+        try:
+            with open(fd, "wb", buffering=0) as handle:
+                yield handle
+            os.replace(temporary, target)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise self._rejected(f"stage {target.name}", exc) from exc
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise self._rejected("read the delivery manifest", exc) from exc
-
-    def put(self, name: str, path: Path, sha256: str, size: int) -> None:  # noqa: ARG002 - verify() checks it
-        """Copy the encrypted file at `path` into staging as `name` (temporary name, then rename)."""
-        target = self.staging / name
-        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-        try:
-            target.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-            shutil.copyfile(path, temporary)
-            if temporary.stat().st_size != size:
-                raise DeliveryMismatch(
-                    self.uri, f"{name} changed size while it was staged; run the transfer again"
-                )
-            os.replace(temporary, target)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise self._rejected(f"stage {name}", exc) from exc
-        except DeliveryMismatch:
-            temporary.unlink(missing_ok=True)
-            raise
-
-    def verify(self, name: str, sha256: str, size: int) -> None:
-        """Check the staged copy's size and SHA-256 against what was sent."""
-        _check(self.staging / name, sha256, size, self.uri, name)
-
-    def publish(self, manifest_bytes: bytes) -> None:
-        """Move every staged file to its final name, then write the manifest last."""
-        manifest = self.root / MANIFEST_NAME
-        try:
-            manifest.unlink(missing_ok=True)
-            for name in sorted(self.staged()):
-                final = self.root / name
-                final.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-                os.replace(self.staging / name, final)
-            temporary = self.root / f".{MANIFEST_NAME}.{secrets.token_hex(6)}.part"
-            with open(temporary, "xb") as handle:
-                handle.write(manifest_bytes)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, manifest)
-            shutil.rmtree(self.staging)
-            with_parent = self.staging.parent
-            if not any(with_parent.iterdir()):
-                with_parent.rmdir()
-        except OSError as exc:
-            raise self._rejected("publish the delivery", exc) from exc
-
-    def _scan(self, top: Path, *, skip_staging: bool) -> dict[str, ObjectInfo]:
-        found: dict[str, ObjectInfo] = {}
-        if not top.is_dir():
-            return found
-        try:
-            for directory, subdirs, names in os.walk(top):
-                here = Path(directory)
-                if skip_staging and here == top:
-                    subdirs[:] = [d for d in subdirs if d != STAGING]
-                for entry in names:
-                    if entry.startswith(".") or (here == top and entry == MANIFEST_NAME):
-                        continue
-                    path = here / entry
-                    found[path.relative_to(top).as_posix()] = ObjectInfo(path.stat().st_size, _sha256(path))
-        except OSError as exc:
-            raise self._rejected("list the outbox", exc) from exc
-        return found
 
     def _rejected(self, what: str, exc: OSError) -> DeliveryRejected:
         return DeliveryRejected(
@@ -134,19 +194,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check(path: Path, sha256: str, size: int, uri: str, name: str) -> None:
+def _info(path: Path) -> ObjectInfo | None:
+    """Size and SHA-256 of a file, or None when it is absent."""
     try:
-        actual_size = path.stat().st_size
-        actual = _sha256(path) if actual_size == size else ""
+        return ObjectInfo(path.stat().st_size, _sha256(path))
     except FileNotFoundError:
-        raise DeliveryMismatch(
-            uri, f"{name} is missing after it was staged; run the transfer again"
-        ) from None
-    except OSError as exc:
-        raise DeliveryRejected(uri, f"cannot read back {name} ({exc.strerror}); check the outbox") from exc
-    if actual_size != size or actual != sha256:
-        raise DeliveryMismatch(
-            uri,
-            f"{name} holds {actual_size} bytes with another SHA-256 than the {size} bytes sent; "
-            "run the transfer again",
-        )
+        return None

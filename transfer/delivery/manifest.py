@@ -1,4 +1,4 @@
-"""The delivery manifest and the delivery plan: pure values, no I/O.
+"""The delivery manifest and the values it lists: pure, no I/O.
 
 A delivery manifest travels with the encrypted files and is the last object written: its presence
 is what tells a recipient the delivery is complete. It lists every delivered file with the SHA-256
@@ -9,11 +9,15 @@ cannot detect a file cut at a segment boundary or reordered segments; the signed
 The signed form is `{"document": {...}, "signature": {"algorithm", "key", "value"}}` over the
 canonical JSON of the document (sorted keys, no spaces, UTF-8), as keys/signed_json.py writes.
 
-`plan_delivery` decides, per release file, whether the copy at the destination can stay (the last
-published manifest records the same plaintext SHA-256 for the same recipient key, and the object
-there still has the recorded size and ciphertext SHA-256), whether a verified staged copy of an
-interrupted run can be reused, or whether it must be encrypted and sent. Crypt4GH output is
-randomised, so the plaintext digest is the only stable identity of a delivered file.
+Each entry also records the destination's own checksum of the stored object (`checksum`): the
+ciphertext SHA-256 in hex for `file://`; for `s3://`, S3's ChecksumSHA256 in base64 — of the
+bytes for a single PUT, of the concatenated part SHA-256s for a multipart upload (S3 shows that
+one with a `-<parts>` suffix, which is not recorded). A re-run, and a recipient, can then check an
+object against a signed value with a HeadObject instead of reading it. Manifests written before
+that field existed read with it empty (an S3 delivery is then sent once more).
+
+The same entries serve as receipts: a destination records each file it delivered and verified,
+so that a re-run of an interrupted transfer can reuse it (`pending` in the destination protocol).
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from keys import SigningKey, VerifyKey
+from transfer.envelope import Writable
 from transfer.errors import DeliveryMismatch
 
 MANIFEST_FORMAT = 1
@@ -38,10 +43,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """An object at a destination: its size in bytes and the SHA-256 (hex) of its bytes."""
+    """An object at a destination: its size in bytes and the destination's checksum of its bytes
+    (`file://`: the SHA-256 in hex; `s3://`: the server's ChecksumSHA256)."""
 
     size: int
-    sha256: str
+    checksum: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +73,40 @@ class DeliveredFile:
     ciphertext_sha256: str
     bytes: int
     plaintext_bytes: int
+    checksum: str = ""  # the destination's checksum of the stored object ("" in older manifests)
+
+    @property
+    def stored(self) -> ObjectInfo:
+        """What the destination should report for this file."""
+        return ObjectInfo(self.bytes, self.checksum or self.ciphertext_sha256)
 
     def to_json(self) -> dict[str, Any]:
-        """Manifest form."""
-        return {
+        """Manifest (and receipt) form; `checksum` only when a destination reported one."""
+        doc: dict[str, Any] = {
             "name": self.name,
             "plaintext_sha256": self.plaintext_sha256,
             "ciphertext_sha256": self.ciphertext_sha256,
             "bytes": self.bytes,
             "plaintext_bytes": self.plaintext_bytes,
         }
+        if self.checksum:
+            doc["checksum"] = self.checksum
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> DeliveredFile:
+        """Parse the manifest form; KeyError, TypeError or ValueError when a field is missing or bad."""
+        checksum = doc.get("checksum", "")
+        if not isinstance(checksum, str):
+            raise TypeError("checksum")
+        return cls(
+            str(doc["name"]),
+            _sha(doc["plaintext_sha256"]),
+            _sha(doc["ciphertext_sha256"]),
+            int(doc["bytes"]),
+            int(doc["plaintext_bytes"]),
+            checksum,
+        )
 
     def log_json(self) -> dict[str, Any]:
         """The transfer log's form (SPEC.md 7: name, plaintext and ciphertext sha256, bytes)."""
@@ -120,6 +150,10 @@ class DeliveryManifest:
         return next((f for f in self.files if f.name == name), None)
 
 
+Encrypt = Callable[[Writable], DeliveredFile]
+"""What a destination calls to produce one file: encrypt into the stream, return its entry."""
+
+
 def canonical(document: Mapping[str, Any]) -> bytes:
     """The exact bytes a signature covers."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -154,16 +188,7 @@ def read_manifest(data: bytes, verify_key: VerifyKey, source: str) -> DeliveryMa
     try:
         if document["format"] != MANIFEST_FORMAT or document["kind"] != MANIFEST_KIND:
             raise ValueError("format")
-        files = tuple(
-            DeliveredFile(
-                str(f["name"]),
-                _sha(f["plaintext_sha256"]),
-                _sha(f["ciphertext_sha256"]),
-                int(f["bytes"]),
-                int(f["plaintext_bytes"]),
-            )
-            for f in document["files"]
-        )
+        files = tuple(DeliveredFile.from_json(f) for f in document["files"])
         return DeliveryManifest(
             release_id=str(document["release_id"]),
             release_sha256=_sha(document["release_sha256"]),
@@ -181,52 +206,3 @@ def _sha(value: object) -> str:
     if not isinstance(value, str) or not _SHA256.match(value):
         raise ValueError("sha256")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPlan:
-    """Per release file: kept in place, reused from staging, or to send."""
-
-    kept: tuple[DeliveredFile, ...]
-    reused: tuple[DeliveredFile, ...]
-    to_send: tuple[ReleaseFile, ...]
-
-    @property
-    def unchanged(self) -> bool:
-        """Everything is already published as recorded: nothing to send, nothing to publish."""
-        return not self.reused and not self.to_send
-
-
-def plan_delivery(
-    files: Sequence[ReleaseFile],
-    previous: DeliveryManifest | None,
-    recipient_key: str,
-    existing: Mapping[str, ObjectInfo],
-    staged: Mapping[str, ObjectInfo],
-) -> DeliveryPlan:
-    """What a delivery must do, by plaintext digest (ciphertexts differ on every encryption).
-
-    `existing` are the published objects, `staged` the verified objects an interrupted run left
-    in this transfer's staging area (which is keyed by content, so they encrypt these files).
-    """
-    usable = previous if previous is not None and previous.recipient_key == recipient_key else None
-    kept: list[DeliveredFile] = []
-    reused: list[DeliveredFile] = []
-    to_send: list[ReleaseFile] = []
-    for item in files:
-        name = item.delivered_name
-        entry = usable.file(name) if usable is not None else None
-        there = existing.get(name)
-        if (
-            entry is not None
-            and entry.plaintext_sha256 == item.plaintext_sha256
-            and there == ObjectInfo(entry.bytes, entry.ciphertext_sha256)
-        ):
-            kept.append(entry)
-        elif (held := staged.get(name)) is not None:
-            reused.append(
-                DeliveredFile(name, item.plaintext_sha256, held.sha256, held.size, item.plaintext_bytes)
-            )
-        else:
-            to_send.append(item)
-    return DeliveryPlan(tuple(kept), tuple(reused), tuple(to_send))

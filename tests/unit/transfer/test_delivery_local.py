@@ -1,4 +1,4 @@
-"""send_release to a file:// outbox: gate, encrypt, stage, verify, publish, log; re-runs and interruptions."""
+"""send_release to a file:// outbox: gate, encrypt into staging, verify, publish, log; re-runs and interruptions."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ from tests.support.releases import assessed_summary_release, register_partner
 from transfer import DeliveryMismatch, SendOutcome, SendResult, TransferLog, send_release
 from transfer.delivery import (
     MANIFEST_NAME,
+    DeliveredFile,
+    DeliveryManifest,
     Destination,
+    Encrypt,
     LocalOutbox,
     ObjectInfo,
     ReleaseFile,
@@ -37,6 +40,7 @@ from transfer.delivery import (
     plan_delivery,
     read_manifest,
 )
+from transfer.envelope import Writable
 from transfer.facts import TRANSFER_LOG
 from transfer.send import Opener
 
@@ -109,7 +113,7 @@ def decrypt_with_reference(path: Path, secret_file: Path) -> bytes:
 
 
 class Recording:
-    """A destination wrapper that counts puts and can fail after a number of them."""
+    """A destination wrapper that records deliveries and can fail after a number of them."""
 
     def __init__(self, inner: Destination, fail_after: int | None = None) -> None:
         self.inner = inner
@@ -119,11 +123,11 @@ class Recording:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def put(self, name: str, path: Path, sha256: str, size: int) -> None:
+    def deliver(self, name: str, write: Encrypt, size_hint: int) -> DeliveredFile:
         if self.fail_after is not None and len(self.puts) >= self.fail_after:
             raise DeliveryMismatch(self.inner.uri, "connection dropped (test fault)")
         self.puts.append(name)
-        self.inner.put(name, path, sha256, size)
+        return self.inner.deliver(name, write, size_hint)
 
 
 def recording_opener(fail_after: int | None = None) -> tuple[list[Recording], Opener]:
@@ -245,22 +249,68 @@ def test_a_manifest_signed_by_another_key_is_refused(world: World) -> None:
         read_manifest(edited, world.store.verify_key(), "test")
 
 
-def test_a_staged_file_that_differs_is_caught_by_verify(tmp_path: Path) -> None:
-    """verify compares the staged copy's size and SHA-256 with what was sent."""
+def writing(data: bytes, name: str = "a.c4gh", reported: bytes | None = None) -> Encrypt:
+    """An Encrypt that writes `data` (already 'ciphertext') and reports the digest of `reported`."""
+
+    def write(sink: Writable) -> DeliveredFile:
+        sink.write(data)
+        digest = hashlib.sha256(data if reported is None else reported).hexdigest()
+        return DeliveredFile(name, "0" * 64, digest, len(data), len(data))
+
+    return write
+
+
+def test_a_staged_file_is_read_back_and_a_changed_copy_is_not_reused(tmp_path: Path) -> None:
+    """deliver reads the staged copy back against the digest written; a copy altered later is sent again."""
     outbox = LocalOutbox(tmp_path / "outbox", "rel-1", "t-1")
-    source = tmp_path / "a.c4gh"
-    source.write_bytes(b"ciphertext")
+    delivered = outbox.deliver("a.c4gh", writing(b"ciphertext"), 10)
     digest = hashlib.sha256(b"ciphertext").hexdigest()
-    outbox.put("a.c4gh", source, digest, 10)
-    outbox.verify("a.c4gh", digest, 10)
+    assert DeliveredFile("a.c4gh", "0" * 64, digest, 10, 10, digest) == delivered
+    assert {"a.c4gh": delivered} == outbox.pending()
+    assert ({}, None) == (outbox.existing(), outbox.manifest())  # nothing published before publish
     (outbox.staging / "a.c4gh").write_bytes(b"ciphertexT")
+    assert {} == outbox.pending()
+
+
+def test_a_stream_that_differs_from_its_reported_digest_is_refused(tmp_path: Path) -> None:
+    """If the bytes that reached the outbox are not the ones the encryption hashed, deliver raises."""
+    outbox = LocalOutbox(tmp_path / "outbox", "rel-1", "t-1")
     with pytest.raises(DeliveryMismatch, match=r"a\.c4gh"):
-        outbox.verify("a.c4gh", digest, 10)
-    assert {"a.c4gh": ObjectInfo(10, hashlib.sha256(b"ciphertexT").hexdigest())} == outbox.staged()
-    assert {} == outbox.existing()
+        outbox.deliver("a.c4gh", writing(b"ciphertext", reported=b"ciphertexT"), 10)
+    assert {} == outbox.pending()
+
+
+def test_an_interrupted_publish_is_finished_by_the_rerun_without_sending_again(world: World) -> None:
+    """A crash after publish renamed files but before the manifest: the re-run reuses them and publishes."""
+    send(world)
+    root = world.outbox / json.loads((world.release / "release.json").read_text())["release_id"]
+    manifest = (root / MANIFEST_NAME).read_bytes()
+    (root / ".partial").mkdir()
+    (root / MANIFEST_NAME).rename(root / ".partial" / "withdrawn-manifest.json")  # what publish does first
+    again, opener = recording_opener()
+    result = send(world, opener)
+    assert (SendOutcome.DELIVERED, []) == (result.outcome, again[0].puts)
+    assert (
+        read_manifest(manifest, world.store.verify_key(), "t").files
+        == read_manifest((root / MANIFEST_NAME).read_bytes(), world.store.verify_key(), "t").files
+    )
+    assert not (root / ".partial").exists()
 
 
 _hex = st.text("0123456789abcdef", min_size=64, max_size=64)
+
+
+def draw_previous(data: st.DataObject, release: list[ReleaseFile]) -> DeliveryManifest | None:
+    """A previous manifest for the same key listing some of the release files (or none at all)."""
+    if not data.draw(st.booleans()):
+        return None
+    listed = [f for f in release if data.draw(st.booleans())]
+    files = tuple(
+        DeliveredFile(f.delivered_name, f.plaintext_sha256, cipher, 3, 1, cipher)
+        for f in listed
+        for cipher in [data.draw(_hex)]
+    )
+    return DeliveryManifest("rel-1", "0" * 64, "ch-zurich", "SHA256:x", "t-1", "2026-01-01T00:00:00", files)
 
 
 @given(
@@ -270,16 +320,23 @@ _hex = st.text("0123456789abcdef", min_size=64, max_size=64)
 def test_plan_puts_every_release_file_in_exactly_one_bucket(
     files: dict[str, tuple[str, str]], data: st.DataObject
 ) -> None:
-    """Whatever is published or staged, each release file is kept, reused or sent, exactly once."""
+    """Whatever is published or pending, each release file is kept, reused or sent, exactly once."""
     release = [ReleaseFile(name, plain, 1) for name, (plain, _) in files.items()]
-    staged = {
-        f.delivered_name: ObjectInfo(2, cipher)
+    pending = {
+        f.delivered_name: DeliveredFile(f.delivered_name, f.plaintext_sha256, cipher, 2, 1, cipher)
         for f, (_, cipher) in zip(release, files.values(), strict=True)
         if data.draw(st.booleans())
     }
-    plan = plan_delivery(release, None, "SHA256:x", {}, staged)
+    previous = draw_previous(data, release)
+    existing = {
+        f.name: ObjectInfo(f.bytes, f.checksum if data.draw(st.booleans()) else "altered")
+        for f in (previous.files if previous is not None else ())
+    }
+    plan = plan_delivery(release, previous, "SHA256:x", existing, pending)
     names = (
         [f.name for f in plan.kept] + [f.name for f in plan.reused] + [f.delivered_name for f in plan.to_send]
     )
     assert sorted(f.delivered_name for f in release) == sorted(names)
-    assert sorted(staged) == sorted(f.name for f in plan.reused)
+    kept = {f.name for f in plan.kept}
+    assert kept == {n for n, info in existing.items() if info.checksum != "altered"}
+    assert sorted(set(pending) - kept) == sorted(f.name for f in plan.reused)

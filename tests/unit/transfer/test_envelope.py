@@ -20,6 +20,7 @@ from transfer.envelope import (
     decrypt_stream,
     encrypt_file,
     encrypt_stream,
+    encrypt_to,
     header_recipients_count,
     reencrypt_file,
 )
@@ -450,6 +451,42 @@ def test_a_missing_source_is_an_envelope_error(tmp_path: Path) -> None:
         info.value.detail,
         list(tmp_path.iterdir()),
     )
+
+
+class Sip:
+    """A writer that is not a file and takes at most 777 bytes per call (an upload stream, a socket)."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        size = min(len(data), 777)
+        self.written += memoryview(data)[:size]
+        return size
+
+
+def test_encrypt_to_streams_a_file_into_any_writer_and_reports_what_it_wrote(tmp_path: Path) -> None:
+    """A file encrypted into a stream that takes a little per write (as an upload does): digests match its bytes."""
+    data = os.urandom(2 * SEG + 99)
+    (tmp_path / "a.tsv").write_bytes(data)
+    sink = Sip()
+    digest = encrypt_to(tmp_path / "a.tsv", sink, [ME.public_key()])
+    written = bytes(sink.written)
+    assert (sha(data), sha(written), len(written)) == (
+        digest.plaintext_sha256,
+        digest.ciphertext_sha256,
+        digest.ciphertext_bytes,
+    )
+    assert data == decrypt_bytes(written, [ME])[0]
+    assert ["a.tsv"] == [p.name for p in tmp_path.iterdir()]  # nothing staged beside it
+
+
+def test_encrypt_to_a_missing_source_writes_nothing(tmp_path: Path) -> None:
+    """The source is opened before the first byte goes to the stream."""
+    sink = Sip()
+    with pytest.raises(EnvelopeError, match="cannot open for reading"):
+        encrypt_to(tmp_path / "absent.tsv", sink, [ME.public_key()])
+    assert b"" == bytes(sink.written)
 
 
 def test_header_recipients_count_counts_packets(tmp_path: Path) -> None:
