@@ -6,6 +6,11 @@ under safe-harbor and cgipa no HIPAA identifier may be kept, dates must become y
 dates must be top-coded; a policy that goes below its profile's floor is refused, naming the
 column, the rule and the fix. Nothing passes through by default: a manifest column the policy
 does not name is refused when the manifest is read (Policy.action_for).
+
+The `[retention]` section (deid/retention.py) says how long the lab keeps what genegate read and
+wrote; absent keys take their defaults. It is left out of the digest: the digest names the rules
+that shaped a release's content, which a change of retention periods does not touch (each
+retention log entry records the period it applied).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deid.errors import MalformedInput
+from deid.retention import RetentionPolicy, parse_retention
 
 
 class FieldAction(enum.StrEnum):
@@ -127,6 +133,7 @@ class _PolicyFile(BaseModel):
     risk: _Risk = Field(default_factory=_Risk)
     genomic: _Genomic = Field(default_factory=_Genomic)
     thresholds: dict[str, float] = Field(default_factory=dict)
+    retention: dict[str, Any] = Field(default_factory=dict)  # checked by deid.retention.parse_retention
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,7 @@ class Policy:
     thresholds: Mapping[str, float]
     data_use: tuple[str, ...] = ("DUO:0000042",)
     digest: str = field(default="")
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     def columns_with(self, *actions: FieldAction) -> list[str]:
         """Canonical columns whose action is one of actions, in policy order."""
@@ -237,8 +245,9 @@ def _build(parsed: _PolicyFile, source: str) -> Policy:
                 source,
                 f"columns.{column}: {action} applies only to {', '.join(allowed)}; choose another action",
             )
+    retention = parse_retention(parsed.retention, source)
     g = parsed.genomic
-    body = parsed.model_dump(mode="json")
+    body = parsed.model_dump(mode="json", exclude={"retention"})
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return Policy(
         name=meta.name,
@@ -264,6 +273,7 @@ def _build(parsed: _PolicyFile, source: str) -> Policy:
         thresholds=dict(parsed.thresholds),
         data_use=tuple(meta.data_use),
         digest=f"sha256:{digest}",
+        retention=retention,
     )
 
 
