@@ -1,9 +1,11 @@
-"""`genegate audit verify | list | export | report`: the reviewer's tools for the transfer log.
+"""`genegate audit verify | list | export | report | impact`: the reviewer's tools for the transfer log.
 
 Parse, call the library, print. The log is `<home>/transfer-log.jsonl` unless --log names
 another; the lab's signing public key comes from the keystore (`signing.pub`), so a reviewer
 needs no passphrase. `verify` exits 0 only when every line, the hash chain, every signature and
-the signed head hold; otherwise 1, naming the first bad entry and why.
+the signed head hold; otherwise 1, naming the first bad entry and why. `impact` (breach impact,
+transfer/impact.py) verifies the log first and, when it does not verify, still answers but says
+so on every output and exits 1: its counts rest on entries that may have been altered.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ from flows.errors import UsageProblem
 from keys import Keystore
 from transfer import (
     TRANSFER_LOG,
+    BreachImpact,
+    ImpactFilter,
+    LogVerification,
     TransferLog,
+    assess_impact,
     entry_country,
     failed_rules,
+    human_size,
     is_denied,
+    list_ledgers,
+    load_breach_table,
+    load_law_tables,
+    render_impact,
     render_report,
     select_entries,
     total_bytes,
@@ -47,7 +58,7 @@ def _log(ctx: typer.Context, path: Path | None) -> TransferLog:
 
 
 def register_audit_commands(audit_app: typer.Typer) -> None:
-    """Add verify, list, export and report to the audit group."""
+    """Add verify, list, export, report and impact to the audit group."""
 
     @audit_app.command("verify")
     def verify(ctx: typer.Context, log_path: LogOption = None, json_output: JsonFlag = False) -> int:
@@ -130,6 +141,115 @@ def register_audit_commands(audit_app: typer.Typer) -> None:
                 markup=False,
             )
         out.print(str(html_out), markup=False)
+
+    _impact_command(audit_app)
+
+
+def _impact_command(audit_app: typer.Typer) -> None:
+    @audit_app.command("impact")
+    def impact(
+        ctx: typer.Context,
+        recipient: Annotated[str | None, typer.Option("--recipient", help="A breached recipient id.")] = None,
+        key: Annotated[
+            str | None, typer.Option("--key", help="A compromised recipient key (SHA256:... fingerprint).")
+        ] = None,
+        release: Annotated[str | None, typer.Option("--release", help="A breached release id.")] = None,
+        since: Annotated[
+            str | None, typer.Option("--since", help="Deliveries on or after this day (YYYY-MM-DD).")
+        ] = None,
+        html_out: Annotated[
+            Path | None,
+            typer.Option("--html", help="Also write the HTML report (the style of `audit report`)."),
+        ] = None,
+        log_path: LogOption = None,
+        json_output: JsonFlag = False,
+    ) -> int:
+        """Breach impact (lab-side): transfers, files, bytes, releases, subjects by region (counts) and
+        the notification duties that apply. Verifies the log first; exit 1 if it does not verify."""
+        selected = ImpactFilter(recipient, key, release, iso_date(since, "--since"))
+        if selected.is_empty():
+            raise UsageProblem(
+                "name what was breached: --recipient ID, --key FINGERPRINT, --release ID or --since DATE"
+            )
+        log = _log(ctx, log_path)
+        store = Keystore(settings(ctx).home)
+        verification = log.verify(store.verify_key())
+        if not verification.ok:
+            err.print(
+                f"genegate: WARNING: the transfer log does not verify (entry {verification.first_bad}: "
+                f"{verification.reason}); the figures below are UNVERIFIED",
+                markup=False,
+                soft_wrap=True,
+            )
+        found = assess_impact(
+            log.entries(),
+            list_ledgers(store.home),
+            selected,
+            load_law_tables(),
+            load_breach_table(),
+            store.config().jurisdiction,
+        )
+        if html_out is not None:
+            html_out.write_text(render_impact(found, verification, str(log.path)), encoding="utf-8")
+        if settings(ctx).json or json_output:
+            doc = {"log": _verification_json(verification, log.path)} | found.to_json()
+            out.print_json(json.dumps(doc, ensure_ascii=False))
+        else:
+            _print_impact(found, verification, log.path)
+            if html_out is not None:
+                out.print(f"report: {html_out}", markup=False)
+        return 0 if verification.ok else EXIT_TAMPERED
+
+
+def _verification_json(verification: LogVerification, path: Path) -> dict[str, Any]:
+    return {"path": str(path), "verified": verification.ok, "entries": verification.entries,
+            "first_bad": verification.first_bad, "reason": verification.reason}  # fmt: skip
+
+
+def _print_impact(found: BreachImpact, verification: LogVerification, path: Path) -> None:
+    if verification.ok:
+        out.print(f"log {path}: verified ({verification.entries} entries)", markup=False)
+    else:
+        out.print(f"log {path}: [bold red]UNVERIFIED[/bold red] (entry {verification.first_bad} is bad)")
+    given = ", ".join(f"{k} {v}" for k, v in found.filter.to_json().items() if v is not None)
+    out.print(
+        f"breach ({given}): {found.transfers} transfer(s), {found.files} file(s), {human_size(found.bytes)} "
+        f"({found.bytes} bytes); {len(found.releases)} release(s) at {len(found.recipients)} recipient(s); "
+        f"{found.subjects} subject(s)",
+        markup=False,
+    )
+    if found.missing_ledgers:
+        err.print(
+            f"genegate: warning: no ledger for release(s) {', '.join(found.missing_ledgers)}: "
+            "their subjects are not counted",
+            markup=False,
+        )
+    copies = Table(
+        "release", "class", "recipient", "country", "transfers", "files", "bytes", "last delivered"
+    )
+    for c in found.copies:
+        copies.add_row(escape(c.release_id), c.release_class, escape(c.recipient_id), c.country or "-",
+                       str(c.transfers), str(c.files), human_size(c.bytes), c.last or "-")  # fmt: skip
+    out.print(copies)
+    regions = Table("residence region", "regime", "subjects")
+    for r in found.regions:
+        name = r.region if r.region is not None else f"(not recorded: {found.lab_jurisdiction})"
+        regions.add_row(
+            escape(name), r.regime.value if r.regime else "NO TABLE: assess by hand", str(r.subjects)
+        )
+    out.print(regions)
+    duties = Table("duty", "status", "notify", "deadline", "why", "evidence")
+    for d in found.duties:
+        extra = f"; also {d.duty.above_notify}" if d.above and d.duty.above_notify else ""
+        cells = (f"{d.duty.id} ({d.duty.law})", d.status.value.upper(), d.duty.notify + extra,
+                 d.duty.deadline, "; ".join(d.reasons), d.duty.evidence.value)  # fmt: skip
+        duties.add_row(*(escape(c) for c in cells))
+    out.print(duties)
+    out.print(
+        f"breach table {found.table_version}: evidence V read in the law's text, S secondary, U unverified; "
+        "conditions: --json or --html. Counts only, lab-side; not legal advice.",
+        markup=False,
+    )
 
 
 def _row(e: dict[str, Any]) -> tuple[object, ...]:

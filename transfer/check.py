@@ -2,7 +2,8 @@
 
 `check_transfer` reads the release (release.json and the lab's ledger), the recipient from the
 registry, the lab's jurisdiction, the consent register (revoked subject ids mapped to this
-release's vault codes, so the gate never sees an identity) and the transfer log's earlier
+release's vault codes, plus the codes a deletion request withdrew, so the gate never sees an
+identity) and the transfer log's earlier
 deliveries, and calls the pure `decide_transfer` with the legal tables. The CLI, the demo and
 the flows all call this one function, so they cannot disagree about what the gate was told.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from keys import ConsentRegister, Keystore, KeyWrapper, Recipient, UnknownRecipient
 from transfer.decision import Decision
-from transfer.facts import TRANSFER_LOG, deliveries_to, load_release_facts, read_deliveries, subject_codes
+from transfer.facts import TRANSFER_LOG, deliveries_to, load_release_facts, read_deliveries, revoked_codes
 from transfer.gate import decide_transfer
 from transfer.law.tables import load_law_tables
 
@@ -36,7 +37,7 @@ def check_transfer(
     except UnknownRecipient:
         recipient = None  # the gate's recipient.registered rule denies, naming the fix
     revocations = ConsentRegister(store.home, wrapper).revocations()
-    revoked = frozenset(subject_codes(store.home, facts.vault_domain, wrapper, revocations).values())
+    revoked = revoked_codes(store.home, facts.vault_domain, wrapper, revocations)  # deletions too
     deliveries = read_deliveries(store.home / TRANSFER_LOG)
     return decide_transfer(
         facts,

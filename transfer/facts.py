@@ -7,8 +7,12 @@ vault code (no identity), residence region and consent facts. `load_release_fact
 the two belong to the same content and returns one ReleaseFacts value for the pure gate.
 
 `subject_codes` maps subject ids to their codes in a vault domain without creating codes, so
-revocations in the consent register can be matched against a ledger. `read_deliveries` reads the
-transfer log (issue #7) if it exists. Errors name the file and the fix, never a subject id or code.
+revocations in the consent register can be matched against a ledger; `revoked_codes` adds the
+codes of deleted subjects (withdrawn in the vault, no longer linked to anyone), which is what the
+gate's consent.not_revoked rule must be given. `locate_subject` finds a subject's codes in every
+vault domain and the releases (and recipients) that hold them, before a deletion removes the
+codes. `read_deliveries` reads the transfer log if it exists. Errors name the file and the fix,
+never a subject id or code.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keys import CodeKind, KeyWrapper, Vault
+from keys import CodeKind, KeyWrapper, ReleaseImpact, Vault, vault_domains
 from transfer.errors import LedgerUnreadable, ReleaseUnreadable, TransferLogUnreadable
 
 LEDGER_FORMAT = 1
@@ -110,12 +114,13 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseImpact:
-    """A release that holds a subject, and the recipients it was delivered to."""
+class SubjectLocation:
+    """Where a subject is, lab-side: their code in each vault domain, the releases that hold them."""
 
-    release_id: str
-    vault_domain: str
-    recipients: tuple[str, ...]
+    codes: Mapping[str, str]  # vault domain -> the subject's code there (never printed or logged)
+    releases: tuple[ReleaseImpact, ...]
+    ledgers_checked: int
+    log_present: bool
 
 
 def load_release_facts(release_dir: Path, home: Path) -> ReleaseFacts:
@@ -276,32 +281,9 @@ def subject_codes(home: Path, domain: str, wrapper: KeyWrapper, subject_ids: Ite
     """The vault code of each subject id that has one in domain; ids without a code are left out.
 
     Never creates a code or a vault file. A vault that does not open raises (fail closed): only
-    after the vault has opened is a refused lookup read as "this id has no code here".
+    after the vault has opened is a missing id read as "this id has no code here".
     """
-    import polars as pl
-
-    from keys import KeyStoreError
-
-    wanted = sorted(set(subject_ids))
-    vault = Vault(home, domain, wrapper)
-    if not wanted or not vault.path.exists():
-        return {}
-    vault.size()  # opens and authenticates the vault; a tampered or foreign file raises here
-
-    def lookup(ids: list[str]) -> dict[str, str]:
-        frame = vault.assign(CodeKind.SUBJECT, pl.Series("value", ids, dtype=pl.String), create=False)
-        return dict(zip(frame["value"].to_list(), frame["code"].to_list(), strict=True))
-
-    try:
-        return lookup(wanted)
-    except KeyStoreError:  # some ids have no code in this domain: look them up one by one
-        found: dict[str, str] = {}
-        for subject in wanted:
-            try:
-                found |= lookup([subject])
-            except KeyStoreError:
-                continue
-        return found
+    return Vault(home, domain, wrapper).lookup(CodeKind.SUBJECT, set(subject_ids))
 
 
 def read_deliveries(log: Path) -> tuple[Delivery, ...] | None:
@@ -348,3 +330,27 @@ def subject_impact(
 def deliveries_to(deliveries: Iterable[Delivery] | None, recipient_id: str) -> int:
     """How many deliveries the log records for a recipient, any release (no log: none)."""
     return sum(1 for d in deliveries or () if d.recipient_id == recipient_id)
+
+
+def revoked_codes(home: Path, domain: str, wrapper: KeyWrapper, subject_ids: Iterable[str]) -> frozenset[str]:
+    """The codes in domain that no transfer may carry: those of subject_ids (the consent register's
+    revocations) and those withdrawn by a deletion (`genegate subject delete`)."""
+    vault = Vault(home, domain, wrapper)
+    return frozenset(subject_codes(home, domain, wrapper, subject_ids).values()) | vault.withdrawn()
+
+
+def locate_subject(home: Path, wrapper: KeyWrapper, subject_id: str) -> SubjectLocation:
+    """A subject's code in every vault domain of the keystore and the releases (by ledger) that hold
+    them, with the recipients the transfer log records for each. Creates nothing; lab-side only."""
+    subject = subject_id.strip()
+    codes: dict[str, str] = {}
+    for domain in vault_domains(home):
+        code = subject_codes(home, domain, wrapper, [subject]).get(subject)
+        if code is not None:
+            codes[domain] = code
+    ledgers = list_ledgers(home)
+    deliveries = read_deliveries(home / TRANSFER_LOG)
+    found = subject_impact(
+        ledgers, {d: codes.get(d) for d in {led.vault_domain for led in ledgers}}, deliveries or ()
+    )
+    return SubjectLocation(codes, found, len(ledgers), deliveries is not None)

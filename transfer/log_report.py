@@ -142,33 +142,27 @@ def render_report(entries: Sequence[Mapping[str, Any]], verification: LogVerific
     for e in entries:
         if e.get("event") == DELIVERED:
             volume[str(e.get("recipient_id") or "unknown")] += total_bytes(e)
-    status = (
-        f"Chain and signatures verified: {verification.entries} entries."
-        if verification.ok
-        else f"VERIFICATION FAILED at entry {verification.first_bad}: {verification.reason}"
-    )
     events = Counter(str(e.get("event")) for e in entries)
     summary = ", ".join(f"{n} {name}" for name, n in sorted(events.items())) or "no entries"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>genegate transfer log report</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>Transfer log report</h1>",
-        f"<p>Log: <code>{_e(source)}</code>. Entries: {len(entries)} ({_e(summary)}).</p>",
-        f'<p class="{"ok" if verification.ok else "bad"}" id="verification">{_e(status)}</p>',
-        '<section id="over-time"><h2>Transfers over time by destination country</h2>',
-        _columns_svg(periods, "deliveries per " + ("month" if by_month else "day")),
-        '</section><section id="denials"><h2>Denials by reason (failed rule)</h2>',
-        _bars_svg(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])), "denials", str),
-        '</section><section id="bytes"><h2>Bytes delivered by recipient</h2>',
-        _bars_svg(sorted(volume.items(), key=lambda kv: (-kv[1], kv[0])), "bytes", _size),
-        '</section><section id="entries"><h2>Entries</h2>',
-        _table(entries),
-        "</section></body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    return html_page(
+        "Transfer log report",
+        [
+            f"<p>Log: <code>{_e(source)}</code>. Entries: {len(entries)} ({_e(summary)}).</p>",
+            verification_banner(verification),
+            '<section id="over-time"><h2>Transfers over time by destination country</h2>',
+            _columns_svg(periods, "deliveries per " + ("month" if by_month else "day")),
+            '</section><section id="denials"><h2>Denials by reason (failed rule)</h2>',
+            bars_svg(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])), "denials", str),
+            '</section><section id="bytes"><h2>Bytes delivered by recipient</h2>',
+            bars_svg(sorted(volume.items(), key=lambda kv: (-kv[1], kv[0])), "bytes", human_size),
+            '</section><section id="entries"><h2>Entries</h2>',
+            _table(entries),
+            "</section>",
+        ],
+    )
 
+
+# the page skeleton every genegate HTML report shares (audit report, audit impact)
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
@@ -178,11 +172,47 @@ _STYLE = (
 )
 
 
-def _e(value: object) -> str:
+def html_page(title: str, body: Sequence[str]) -> str:
+    """A self-contained page: title, the house style inline, then body (already escaped HTML)."""
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>genegate {_e(title.lower())}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+    ]
+    return "\n".join([*head, *body, "</body></html>"]) + "\n"
+
+
+def verification_banner(verification: LogVerification) -> str:
+    """The log's verification result, green or red, as the first thing a reviewer reads."""
+    status = (
+        f"Chain and signatures verified: {verification.entries} entries."
+        if verification.ok
+        else f"VERIFICATION FAILED at entry {verification.first_bad}: {verification.reason}"
+    )
+    return f'<p class="{"ok" if verification.ok else "bad"}" id="verification">{_e(status)}</p>'
+
+
+def html_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A table of escaped cells (None shows empty)."""
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def escape_html(value: object) -> str:
+    """Text (or any value's str) escaped for HTML content and attributes."""
     return html.escape(str(value), quote=True)
 
 
-def _size(n: int) -> str:
+_e = escape_html
+
+
+def human_size(n: int) -> str:
+    """Bytes as B, KiB, MiB, GiB or TiB."""
     value, units = float(n), ("B", "KiB", "MiB", "GiB", "TiB")
     step = 0
     while value >= 1024 and step < len(units) - 1:
@@ -197,8 +227,8 @@ def _empty_svg(what: str) -> str:
     )
 
 
-def _bars_svg(items: list[tuple[str, int]], unit: str, fmt: Callable[[int], str]) -> str:
-    """Horizontal bars, one per item, labelled with the value."""
+def bars_svg(items: list[tuple[str, int]], unit: str, fmt: Callable[[int], str]) -> str:
+    """Horizontal bars, one per item, labelled with the value (fmt formats it)."""
     if not items:
         return _empty_svg(unit)
     label_w, bar_w, row_h = 260, 360, 24
@@ -266,21 +296,19 @@ def _columns_svg(periods: Mapping[str, Counter[str]], unit: str) -> str:
 
 
 def _table(entries: Sequence[Mapping[str, Any]]) -> str:
-    head = "".join(
-        f"<th>{h}</th>" for h in ("seq", "time (UTC)", "event", "release", "recipient", "country", "detail")
-    )
+    head = ("seq", "time (UTC)", "event", "release", "recipient", "country", "detail")
     rows = []
     for e in entries:
         detail = (
-            ", ".join(failed_rules(e)) if is_denied(e) else (_size(total_bytes(e)) if e.get("files") else "")
+            ", ".join(failed_rules(e))
+            if is_denied(e)
+            else (human_size(total_bytes(e)) if e.get("files") else "")
         )
-        cells = (e.get("seq"), e.get("timestamp"), e.get("event"), e.get("release_id"), e.get("recipient_id"))
         rows.append(
-            "<tr>"
-            + "".join(f"<td>{_e('' if v is None else v)}</td>" for v in cells)
-            + f"<td>{_e(entry_country(e) or '')}</td><td>{_e(detail)}</td></tr>"
-        )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            (e.get("seq"), e.get("timestamp"), e.get("event"), e.get("release_id"), e.get("recipient_id"),
+             entry_country(e) or "", detail)
+        )  # fmt: skip
+    return html_table(head, rows)
 
 
 def _when(value: object) -> dt.datetime | None:

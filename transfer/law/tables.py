@@ -6,6 +6,10 @@ canonical JSON of every table's parsed content (comments do not count, any value
 decisions made with the same digest applied the same law. Lookups that are pure table reads
 (region -> regime, storage region -> country, adequacy in force on a day) live here; the rules
 that combine them live in transfer/gate.py.
+
+The breach-notification table (breach.toml: per regime, whom to notify and by when) follows the
+same conventions but is loaded on its own (`load_breach_table`): it is not part of the gate's
+digest, so adding a duty does not change what a transfer decision applied.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from keys import BasisType
 from transfer.errors import LawTableError
 
 TABLE_FILES = ("regimes", "bases", "concern", "countries", "storage_regions", "duo")
+BREACH_FILE = "breach"
+RELEASE_CLASSES = frozenset({"pseudonymised", "deidentified"})  # transfer.facts.ReleaseClass values
 EEA_GROUP = "@EEA"
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _DUO = re.compile(r"^DUO:\d{7}$")
@@ -220,6 +226,108 @@ def load_law_tables() -> LawTables:
     """The tables shipped in transfer/law/."""
     root = resources.files("transfer.law")
     return parse_law_tables({k: root.joinpath(f"{k}.toml").read_text(encoding="utf-8") for k in TABLE_FILES})
+
+
+class Evidence(enum.StrEnum):
+    """How far a duty of breach.toml was checked (see its header)."""
+
+    VERIFIED = "V"
+    SECONDARY = "S"
+    UNVERIFIED = "U"
+
+
+class Trigger(enum.StrEnum):
+    """What brings a regime's duty: a subject residing there, or the lab being established there."""
+
+    RESIDENCE = "residence"
+    ESTABLISHMENT = "establishment"
+
+
+@dataclass(frozen=True, slots=True)
+class BreachDuty:
+    """One notification duty: whom to notify, by when and when, for the regimes it belongs to."""
+
+    id: str
+    regimes: tuple[Regime, ...]
+    applies_by: frozenset[Trigger]
+    law: str
+    notify: str
+    deadline: str
+    deadline_hours: int | None
+    condition: str
+    covers: frozenset[str]  # release classes for which the duty applies outright
+    evidence: Evidence
+    above: int | None = None
+    above_notify: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreachTable:
+    """The notification duties, with the table's name, version, source and digest."""
+
+    info: TableInfo
+    duties: tuple[BreachDuty, ...]
+    digest: str
+
+    def for_regime(self, regime: Regime) -> tuple[BreachDuty, ...]:
+        """The duties a regime's data brings, in table order."""
+        return tuple(d for d in self.duties if regime in d.regimes)
+
+
+@functools.cache
+def load_breach_table() -> BreachTable:
+    """breach.toml as shipped in transfer/law/."""
+    return parse_breach_table(
+        resources.files("transfer.law").joinpath(f"{BREACH_FILE}.toml").read_text("utf-8")
+    )
+
+
+def parse_breach_table(text: str) -> BreachTable:
+    """Parse and check breach.toml; every regime needs a duty, so none is silently left out."""
+    where = f"{BREACH_FILE}.toml"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LawTableError(where, f"not valid TOML ({exc})") from exc
+    try:
+        duties = tuple(_duty(d, where) for d in doc["duties"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LawTableError(where, f"a duty lacks a field or has a wrong type ({exc!r})") from exc
+    ids = [d.id for d in duties]
+    if len(set(ids)) != len(ids):
+        raise LawTableError(where, "a duty id appears twice")
+    missing = [r.value for r in Regime if not any(r in d.regimes for d in duties)]
+    if missing:
+        raise LawTableError(where, f"no duty for regime(s) {', '.join(missing)}; add one (even 'none known')")
+    return BreachTable(
+        _info(BREACH_FILE, doc), duties, "sha256:" + hashlib.sha256(_canonical(doc)).hexdigest()
+    )
+
+
+def _duty(d: dict[str, Any], where: str) -> BreachDuty:
+    covers = frozenset(str(c) for c in d["covers"])
+    if not covers <= RELEASE_CLASSES:
+        raise LawTableError(
+            where, f"[{d['id']}] covers must name release classes ({', '.join(sorted(RELEASE_CLASSES))})"
+        )
+    hours = d.get("hours")
+    days = d.get("days")
+    if (d.get("above") is None) != (d.get("above_notify") is None):
+        raise LawTableError(where, f"[{d['id']}] needs both above and above_notify, or neither")
+    return BreachDuty(
+        id=str(d["id"]),
+        regimes=tuple(Regime(r) for r in d["regimes"]),
+        applies_by=frozenset(Trigger(t) for t in d["applies_by"]),
+        law=str(d["law"]),
+        notify=str(d["notify"]),
+        deadline=str(d["deadline"]),
+        deadline_hours=int(hours) if hours is not None else (int(days) * 24 if days is not None else None),
+        condition=str(d["condition"]),
+        covers=covers,
+        evidence=Evidence(d["evidence"]),
+        above=_opt_int(d.get("above")),
+        above_notify=str(d["above_notify"]) if d.get("above_notify") is not None else None,
+    )
 
 
 def parse_law_tables(texts: Mapping[str, str]) -> LawTables:

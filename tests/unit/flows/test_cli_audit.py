@@ -218,3 +218,28 @@ def test_report_renders_in_headless_chromium(home: Path, tmp_path: Path) -> None
     parser.feed(dom)
     found = next(a["data-plots"] for t, a in parser.tags if t == "body" and a.get("data-plots"))
     assert [[True, True, 2], [True, True, 2], [True, True, 2]] == json.loads(str(found))
+
+
+def test_impact_needs_a_filter_and_counts_a_recipient(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No filter is bad input; --recipient counts its deliveries (not the denials, not `unchanged`)."""
+    assert 2 == run(["audit", "impact"])
+    assert "name what was breached" in capsys.readouterr().err
+    assert 0 == run(["--json", "audit", "impact", "--recipient", "ch-zurich"])
+    doc = json.loads(capsys.readouterr().out)
+    assert (True, 1, 1, 5000, ["rel-1"], ["rel-1"]) == (
+        doc["log"]["verified"], doc["transfers"], doc["files"], doc["bytes"], doc["releases"], doc["missing_ledgers"]
+    )  # fmt: skip
+
+
+def test_impact_of_a_tampered_log_says_unverified_and_exits_1(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log that does not verify: the figures come with a loud warning, the HTML banner, exit 1."""
+    _tamper(home, lambda ls: [ls[0], *ls[2:]])
+    out = tmp_path / "impact.html"
+    assert 1 == run(["audit", "impact", "--since", "2025-01-01", "--html", str(out)])
+    captured = capsys.readouterr()
+    assert "the figures below are UNVERIFIED" in captured.err
+    assert "UNVERIFIED" in captured.out
+    page = out.read_text(encoding="utf-8")
+    assert ("VERIFICATION FAILED at entry 2" in page, "<script" in page) == (True, False)
