@@ -8,19 +8,35 @@ pure functions of the library's JSON results; `publish_*` hand them to Prefect, 
 Artifact keys (lowercase letters, digits and dashes; Prefect keeps every version of a key):
 `release-<release>` the release summary, `reid-<release>` the re-identification results,
 `gate-<release>-<recipient>` one gate decision, `delivery-<release>` the delivery summary of a
-transfer run and `delivery-sync-<recipient>` that of a scheduled partner sync.
+transfer run, `delivery-sync-<recipient>` that of a scheduled partner sync, and `audit-report` a
+link to the HTML report of the transfer log.
+
+The report (transfer.render_report, as `genegate audit report --html` writes it) is a file beside
+the log, `<home>/reports/audit-<root flow run id>.html`, written after every transfer,
+release-and-share and partner-sync run, failed deliveries included; the artifact holds only its
+file:// address, so the Prefect database never holds the log's content.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from keys import Keystore, KeyStoreError
+from transfer import TRANSFER_LOG, TransferError, TransferLog, render_report
 
 _KEY_CHARS = re.compile(r"[^a-z0-9-]+")
+REPORT_KEY = "audit-report"
+REPORTS_DIR = "reports"
 
 
 def artifact_key(*parts: str) -> str:
@@ -151,3 +167,52 @@ def publish_delivery(key: str, sends: Sequence[Mapping[str, Any]]) -> None:
         key=key,
         description=f"Delivery summary: {outcomes or 'nothing to send'}",
     )
+
+
+def report_path(home: Path, run_id: str | None) -> Path:
+    """Where a flow run writes the HTML report of the transfer log: beside the log, one file per run."""
+    return home / REPORTS_DIR / f"audit-{run_id or 'local'}.html"
+
+
+def publish_audit_report(home: str, report: str | None = None) -> Path | None:
+    """Write the HTML report of the transfer log in home to report (default: report_path of the root
+    flow run, so a sub-flow and its parent share one file) and publish a link artifact to it.
+
+    None, with nothing published, when there is no log yet. A report that cannot be written is a
+    warning in the run's log, not a failure: the deliveries it describes are done and logged."""
+    store = Keystore(Path(home))
+    log = TransferLog(store.home / TRANSFER_LOG)
+    if not log.path.exists():
+        return None
+    target = Path(report) if report else report_path(store.home, flow_run.get_root_flow_run_id())
+    try:
+        verification = log.verify(store.verify_key())
+        _write_text(target, render_report(log.entries(), verification, str(log.path)))
+    except (OSError, TransferError, KeyStoreError) as exc:
+        get_run_logger().warning("audit report not written (%s): %s", type(exc).__name__, exc)
+        return None
+    verdict = (
+        f"verified, {verification.entries} entries"
+        if verification.ok
+        else f"DOES NOT VERIFY at entry {verification.first_bad}"
+    )
+    create_link_artifact(
+        target.resolve().as_uri(),
+        link_text=f"Transfer log report ({verdict})",
+        key=REPORT_KEY,
+        description=f"HTML report of the signed transfer log {log.path}: {verdict}",
+    )
+    return target
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write text to path (mode 0600, its folder 0700) through a temporary file renamed into place."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,9 +1,13 @@
 """`genegate transfer [--dry-run]`, `genegate law show`, `genegate consent revoke | impact`.
 
+Deletion requests and the 30-day deadlines are `genegate subject` (flows/cli_subject.py).
+
 Parse, call the library, print. The gate's rules live in transfer/gate.py; this module gathers
 its facts (release.json and the ledger, the recipient, the consent register mapped to vault
 codes, the transfer log) and prints the decision; without --dry-run it calls transfer.send_release
-and prints what was delivered. Exit codes: 0 allowed (and delivered), 3 denied, 2 bad input, 1 failure.
+and prints what was delivered; with --flow (or $PREFECT_API_URL set) the send runs as the Prefect
+flow `transfer`, printing the same and exiting the same. Exit codes: 0 allowed (and delivered),
+3 denied, 2 bad input, 1 failure.
 """
 
 from __future__ import annotations
@@ -17,8 +21,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flows.console import err, iso_date, out, passphrase, settings, today
-from keys import ConsentRegister, Keystore, KeyWrapper, WrapMode
+from flows.console import (
+    FlowFlag,
+    err,
+    flow_requested,
+    iso_date,
+    out,
+    passphrase,
+    require_flow_passphrase,
+    run_flow,
+    settings,
+    today,
+)
+from flows.errors import UsageProblem
+from keys import REQUEST_DAYS, ConsentRegister, Keystore, KeyWrapper, WrapMode
 from transfer import (
     TRANSFER_LOG,
     Adequacy,
@@ -27,20 +43,15 @@ from transfer import (
     DestinationUnusable,
     LawTables,
     SendOutcome,
-    SendResult,
     TransferLog,
     check_transfer,
-    list_ledgers,
     load_law_tables,
-    read_deliveries,
+    locate_subject,
     send_release,
-    subject_codes,
-    subject_impact,
 )
 
 EXIT_DENIED = 3
 EXIT_FAILURE = 1
-REVOCATION_DAYS = 30  # CGIPA: honour a revocation (destroy the sample) within 30 days
 
 consent_app = typer.Typer(
     help="The lab's consent register: record revocations, see which releases hold a subject.",
@@ -50,10 +61,13 @@ consent_app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON (same as the global --json).")]
 
 
-def _wrapper(store: Keystore) -> KeyWrapper:
+def vault_wrapper(store: Keystore) -> KeyWrapper:
     """What opens the vault and the consent register; asks for the passphrase unless KMS wraps them."""
     needs_passphrase = store.config().wrap_mode is WrapMode.LAB_KEY
     return store.vault_wrapper(passphrase() if needs_passphrase else None)
+
+
+_wrapper = vault_wrapper  # the name this module used before `genegate subject` shared it
 
 
 def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
@@ -68,12 +82,17 @@ def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
             bool, typer.Option("--dry-run", help="Run the gate and print its decision; send nothing.")
         ] = False,
         json_output: JsonFlag = False,
+        as_flow: FlowFlag = False,
     ) -> int:
         """Gate a release for one recipient: every rule of the transfer gate, with reasons."""
         store = Keystore(settings(ctx).home)
+        if dry_run and as_flow:
+            raise UsageProblem("--dry-run runs the gate here, not as a flow; drop --flow")
+        if not dry_run and flow_requested(as_flow):
+            return _send_flow(ctx, store, release, to, settings(ctx).json or json_output)
         if not dry_run:
             return _send(store, release, to, settings(ctx).json or json_output)
-        decision = check_transfer(store, release, to, today(), _wrapper(store))
+        decision = check_transfer(store, release, to, today(), vault_wrapper(store))
         if settings(ctx).json or json_output:
             out.print_json(json.dumps(decision.to_json(), ensure_ascii=False))
         else:
@@ -100,14 +119,47 @@ def _send(store: Keystore, release: Path, to: str, as_json: bool) -> int:
     except DeliveryError as exc:
         if isinstance(exc, DestinationUnusable):
             raise  # bad input: exit 2 with one line
-        err.print(
-            f"genegate: error: transfer failed: {' '.join(str(exc).split())}", markup=False, soft_wrap=True
+        return _failed(exc)
+    return _print_send(result.to_json(), as_json)
+
+
+def _send_flow(ctx: typer.Context, store: Keystore, release: Path, to: str, as_json: bool) -> int:
+    """Run the `transfer` flow (flows/pipeline.py) for one recipient: the same output and exit codes as
+    _send, the error that failed the delivery task standing in for the flow's DeliveryFailed."""
+    from flows.pipeline import DeliveryFailed
+    from flows.pipeline import transfer as transfer_flow
+
+    require_flow_passphrase()
+    failure: BaseException | None = None
+    try:
+        sends = run_flow(
+            transfer_flow,
+            settings(ctx).verbose,
+            release=str(release),
+            recipients=[to],
+            home=str(store.home),
         )
-        return EXIT_FAILURE
+    except DeliveryFailed as exc:
+        failure = exc.__cause__ or exc
+    if isinstance(failure, DeliveryFailed | DeliveryError) and not isinstance(failure, DestinationUnusable):
+        return _failed(failure)  # what _send prints: the delivery error, after the task's retries
+    if failure is not None:
+        raise failure  # bad input (exit 2) or a bug, described as the plain call describes it
+    return _print_send({k: v for k, v in sends[0].items() if k != "reasons"}, as_json)
+
+
+def _failed(exc: BaseException) -> int:
+    err.print(f"genegate: error: transfer failed: {' '.join(str(exc).split())}", markup=False, soft_wrap=True)
+    return EXIT_FAILURE
+
+
+def _print_send(result: dict[str, Any], as_json: bool) -> int:
+    """Print a send (SendResult.to_json()); exit 0 delivered or unchanged, 3 denied."""
+    denied = result["outcome"] == SendOutcome.DENIED
     if as_json:
-        out.print_json(json.dumps(result.to_json(), ensure_ascii=False))
-    elif result.outcome is SendOutcome.DENIED:
-        failing = ", ".join(result.decision.failed)
+        out.print_json(json.dumps(result, ensure_ascii=False))
+    elif denied:
+        failing = ", ".join(result["failed_rules"])
         err.print(
             f"genegate: transfer denied by the gate ({failing}); --dry-run shows why",
             markup=False,
@@ -115,23 +167,25 @@ def _send(store: Keystore, release: Path, to: str, as_json: bool) -> int:
         )
     else:
         _print_sent(result)
-    return EXIT_DENIED if result.outcome is SendOutcome.DENIED else 0
+    return EXIT_DENIED if denied else 0
 
 
-def _print_sent(result: SendResult) -> None:
-    total = sum(f.bytes for f in result.files)
-    if result.outcome is SendOutcome.UNCHANGED:
-        head = f"unchanged: release {result.decision.release_id} is already at {result.destination}"
+def _print_sent(result: dict[str, Any]) -> None:
+    files = result["files"]
+    total = sum(f["bytes"] for f in files)
+    if result["outcome"] == SendOutcome.UNCHANGED:
+        head = f"unchanged: release {result['release_id']} is already at {result['destination']}"
     else:
         head = (
-            f"delivered: release {result.decision.release_id} -> {result.decision.recipient_id} at "
-            f"{result.destination}; sent {len(result.sent)} of {len(result.files)} file(s), "
-            f"{result.bytes_sent} bytes"
+            f"delivered: release {result['release_id']} -> {result['recipient_id']} at "
+            f"{result['destination']}; sent {len(result['sent'])} of {len(files)} file(s), "
+            f"{result['bytes_sent']} bytes"
         )
-    out.print(f"{head} ({len(result.files)} file(s), {total} bytes encrypted)", markup=False)
+    out.print(f"{head} ({len(files)} file(s), {total} bytes encrypted)", markup=False)
     table = Table("file", "bytes", "plaintext sha256", "ciphertext sha256")
-    for f in result.files:
-        table.add_row(escape(f.name), str(f.bytes), f.plaintext_sha256[:16], f.ciphertext_sha256[:16])
+    for f in files:
+        digests = (f["plaintext_sha256"][:16], f["ciphertext_sha256"][:16])
+        table.add_row(escape(f["name"]), str(f["bytes"]), *digests)
     out.print(table)
 
 
@@ -221,7 +275,7 @@ def revoke(
     """Record that a subject revoked consent: new releases exclude them, older ones stop at the gate."""
     when = iso_date(date, "--date") or today()
     store = Keystore(settings(ctx).home)
-    register = ConsentRegister(store.home, _wrapper(store))
+    register = ConsentRegister(store.home, vault_wrapper(store))
     held = register.revoke(subject_id, when)
     data = {"revoked_on": held.isoformat(), "act_by": _act_by(held), "register": str(register.path)}
     if settings(ctx).json or json_output:
@@ -244,31 +298,32 @@ def impact(
     """List (lab-side only) the releases that hold a subject and the recipients they went to."""
     store = Keystore(settings(ctx).home)
     store.config()  # a keystore must exist here
-    wrapper = _wrapper(store)
-    ledgers = list_ledgers(store.home)
-    code_in: dict[str, str | None] = {}
-    for domain in sorted({led.vault_domain for led in ledgers}):
-        code_in[domain] = subject_codes(store.home, domain, wrapper, [subject_id]).get(subject_id.strip())
-    deliveries = read_deliveries(store.home / TRANSFER_LOG)
-    found = subject_impact(ledgers, code_in, deliveries or ())
-    revoked_on = ConsentRegister(store.home, wrapper).revoked_on(subject_id)
+    wrapper = vault_wrapper(store)
+    location = locate_subject(store.home, wrapper, subject_id)
+    register = ConsentRegister(store.home, wrapper)
+    revoked_on = register.revoked_on(subject_id)
+    deletion = register.deletion(subject_id)
+    # after a deletion the vault no longer knows the subject: the register kept the releases
+    found = location.releases or (deletion.releases if deletion is not None else ())
     data: dict[str, Any] = {
         "revoked_on": revoked_on.isoformat() if revoked_on else None,
         "act_by": _act_by(revoked_on) if revoked_on else None,
-        "ledgers_checked": len(ledgers),
-        "transfer_log": "absent" if deliveries is None else "read",
-        "releases": [
-            {"release_id": f.release_id, "vault_domain": f.vault_domain, "recipients": list(f.recipients)}
-            for f in found
-        ],
+        "deleted_on": deletion.received_on.isoformat() if deletion is not None else None,
+        "ledgers_checked": location.ledgers_checked,
+        "transfer_log": "read" if location.log_present else "absent",
+        "releases": [f.to_json() for f in found],
     }
     if settings(ctx).json or json_output:
         out.print_json(json.dumps(data))
         return
     status = f"revoked on {revoked_on}, act by {data['act_by']}" if revoked_on else "no revocation recorded"
-    out.print(f"subject: {status}; {len(found)} of {len(ledgers)} release(s) hold them", markup=False)
+    if deletion is not None:
+        status += f"; deleted on {deletion.received_on} (releases as recorded at deletion)"
+    out.print(
+        f"subject: {status}; {len(found)} of {location.ledgers_checked} release(s) hold them", markup=False
+    )
     for f in found:
-        if deliveries is None:
+        if not location.log_present and deletion is None:
             held_by = "no transfer log yet"
         else:
             held_by = ", ".join(f.recipients) or "not delivered to any recipient"
@@ -276,4 +331,4 @@ def impact(
 
 
 def _act_by(day: dt.date) -> str:
-    return (day + dt.timedelta(days=REVOCATION_DAYS)).isoformat()
+    return (day + dt.timedelta(days=REQUEST_DAYS)).isoformat()
