@@ -5,6 +5,10 @@ Runs against the Prefect API in $PREFECT_API_URL, or an ephemeral local one when
 read it there, and a flow run never prompts. Exit codes: 0 every recipient the gate allowed was
 delivered (or already held the release), 3 the gate denied every recipient, 1 a delivery failed,
 2 bad input. `schedule add` writes the recipient's partner-sync deployment into prefect.yaml.
+
+`--runner dask` runs the per-file de-identification tasks on a Dask cluster (prefect-dask): the
+scheduler at `--dask-address tcp://host:port`, or a LocalCluster of two worker processes started
+for the run. Workers need the lab's filesystem at the same paths (flows.runners).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import typer
 
 from flows.console import PASSPHRASE_ENV, err, out, settings
 from flows.errors import UsageProblem
+from flows.runners import Runner
 
 EXIT_FAILURE = 1
 EXIT_DENIED = 3
@@ -89,6 +94,31 @@ def release_and_share_command(
         bool, typer.Option("--summary-only", help="Release only aggregate allele frequencies.")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the tests that sample or simulate.")] = 0,
+    for_recipient: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            metavar="RECIPIENT",
+            help='Make the release for one partner: only subjects whose consent_transfer names it (or "*").',
+        ),
+    ] = None,
+    purge_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--purge-inputs", help="Remove the identified inputs once the assessment certifies the release."
+        ),
+    ] = False,
+    runner: Annotated[
+        Runner,
+        typer.Option("--runner", help="Where the per-file tasks run: local threads or a Dask cluster."),
+    ] = Runner.LOCAL,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="Dask scheduler tcp://host:port (with --runner dask; default: a local cluster for the run).",
+        ),
+    ] = None,
 ) -> int:
     """De-identify, assess, then send to each recipient the gate allows (denied ones are skipped)."""
     if not manifest.is_file():
@@ -97,18 +127,22 @@ def release_and_share_command(
         raise UsageProblem(f"no passphrase: set ${PASSPHRASE_ENV}; a flow run never prompts")
     opts = settings(ctx)
     from flows.pipeline import DeliveryFailed, release_and_share
+    from flows.runners import task_runner
 
     try:
-        summary = release_and_share(
-            str(manifest.resolve()),
-            policy,
-            list(dict.fromkeys(to)),
-            str(out_dir.resolve()),
-            str(results.resolve()),
-            str(opts.home.resolve()),
-            summary_only,
-            seed,
-        )
+        with task_runner(runner, dask_address) as chosen:
+            summary = release_and_share.with_options(task_runner=chosen)(
+                str(manifest.resolve()),
+                policy,
+                list(dict.fromkeys(to)),
+                str(out_dir.resolve()),
+                str(results.resolve()),
+                str(opts.home.resolve()),
+                summary_only,
+                seed,
+                for_recipient,
+                purge_inputs,
+            )
     except DeliveryFailed as exc:
         err.print(f"genegate: error: {' '.join(str(exc).split())}", markup=False, soft_wrap=True)
         return EXIT_FAILURE

@@ -7,10 +7,14 @@ passes through Prefect (flows never prompt). Every task that touches identified 
 material declares `cache_policy=NO_CACHE` and `persist_result=False`: a cached result would be
 pickled, world-readable, under $PREFECT_HOME.
 
-De-identification is one task: `deid.deidentify` plans and runs the per-file genomic jobs itself
-(two at a time, `deid.genomic.run_jobs`) between the consent filter and the leak guard, and writes
-the release atomically; splitting it into per-file tasks would mean re-implementing that sequence
-here. Delivery is one task per recipient (`send_release` gates, encrypts every file, uploads,
+De-identification is one task, `deidentify-release`, that calls `deid.deidentify` (consent filter,
+transforms, leak guard, atomic rename) with a job runner that submits each genomic file — one VCF,
+one BAM/CRAM, one FASTQ file or pair, the summary — as its own `deidentify-file` task to the flow's
+task runner (threads here, or Dask workers: flows.runners) and waits for all; the first failure
+fails the release and its work folder is removed. A job holds sample names beside their
+pseudonyms, so it never travels as a task parameter: `deid.genomic.job_specs` writes the jobs
+lab-side (private, outside the release) and a task gets the folder's path and its job's index.
+Delivery is one task per recipient (`send_release` gates, encrypts every file, uploads,
 verifies and logs), submitted together so the task runner spreads them; only delivery retries,
 and only on a delivery error that may pass (not a destination that cannot be used, not a denial:
 a denied recipient is skipped with the gate's reasons and the denial is in the transfer log).
@@ -19,6 +23,7 @@ a denied recipient is skipped with the gate's reasons and the denial is in the t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +34,22 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.tasks import Task
 
+from deid import GenomicRules, Job, job_specs, job_totals, load_policy, run_job_spec
 from deid import assess as assess_release_library
 from deid import deidentify as deidentify_library
-from deid import load_policy
-from flows.artifacts import artifact_key, publish_delivery, publish_gate, publish_reid, publish_release
+from flows.artifacts import (
+    artifact_key,
+    publish_audit_report,
+    publish_delivery,
+    publish_gate,
+    publish_reid,
+    publish_release,
+)
+from flows.cli_retention import purge_after_assessment
 from flows.console import PASSPHRASE_ENV, today
 from flows.errors import FlowsError, UsageProblem
 from flows.receipts import log_destruction_receipt
+from flows.runners import local_runner, on_caller_runner
 from flows.schedule import pending_releases
 from keys import ConsentRegister, Keystore, KeyWrapper, Passphrase, Vault, WrapMode
 from transfer import (
@@ -44,6 +58,7 @@ from transfer import (
     DestinationUnusable,
     TransferLog,
     read_deliveries,
+    record_release,
     send_release,
 )
 
@@ -69,11 +84,48 @@ def _wrapper(store: Keystore) -> KeyWrapper:
     return store.vault_wrapper(keystore_passphrase() if needs_passphrase else None)
 
 
+@task(
+    name="deidentify-file",
+    task_run_name="deidentify-{kind}-{index}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def deidentify_file(jobs: str, index: int, kind: str) -> dict[str, int]:  # noqa: ARG001 - kind names the run
+    """De-identify one genomic file (or FASTQ pair) from job index of the job_specs folder jobs; its counts.
+
+    kind only names the task run. A failure is a DeidError naming the released file, not the input.
+    """
+    return run_job_spec(Path(jobs), index)
+
+
+def run_files_as_tasks(jobs: Sequence[Job], work: Path, rules: GenomicRules) -> dict[str, Any]:
+    """deid's job runner inside a flow: one deidentify-file task per job on the flow's task runner.
+
+    Waits for every task before raising the first failure in job order: a started task cannot be
+    stopped mid-write, and deid removes the work folder as soon as this returns or raises.
+    """
+    if not jobs:
+        return {}
+    with job_specs(jobs, work, rules) as folder:
+        futures = [deidentify_file.submit(str(folder), i, job.kind) for i, job in enumerate(jobs)]
+        wait(futures)
+        counts = [future.result() for future in futures]
+    return job_totals(jobs, counts)
+
+
 @task(name="deidentify-release", cache_policy=NO_CACHE, persist_result=False)
 def deidentify_release(
-    manifest: str, policy: str, out: str, home: str, summary_only: bool = False, release_id: str | None = None
+    manifest: str,
+    policy: str,
+    out: str,
+    home: str,
+    summary_only: bool = False,
+    release_id: str | None = None,
+    for_recipient: str | None = None,
+    purge_inputs: bool = False,
 ) -> dict[str, Any]:
-    """De-identify manifest into out/<release_id>/ (deid.deidentify, as `genegate deid` does)."""
+    """De-identify manifest into out/<release_id>/ (deid.deidentify, as `genegate deid` does), and
+    record its identified inputs for retention (sealed; purge_inputs: removed once certified)."""
     chosen = load_policy(policy)
     store = Keystore(Path(home))
     wrapper = _wrapper(store)
@@ -88,7 +140,10 @@ def deidentify_release(
         summary_only=summary_only,
         ledger=store.home / "ledger",
         revoked_subjects=set(revoked),
+        job_runner=run_files_as_tasks,
+        for_recipient=for_recipient,
     )
+    record_release(store.home, wrapper, result.path, result.inputs, purge=purge_inputs)
     counts = result.record["counts"]
     return {
         "release_id": result.release_id,
@@ -104,12 +159,20 @@ def deidentify_release(
 
 
 @task(name="assess-release", cache_policy=NO_CACHE, persist_result=False)
-def assess_release(release: str, manifest: str, results: str, home: str, seed: int = 0) -> dict[str, Any]:
-    """Run the re-identification tests (deid.assess); log the destruction receipt if a keystore exists."""
-    outcome = assess_release_library(Path(release), Path(manifest), Path(results), seed=seed).as_dict()
+def assess_release(
+    release: str, manifest: str, results: str, home: str, seed: int = 0, policy: str | None = None
+) -> dict[str, Any]:
+    """Run the re-identification tests (deid.assess; policy: default the release's); log the
+    destruction receipt if a keystore exists."""
+    chosen = load_policy(policy) if policy is not None else None
+    result = assess_release_library(Path(release), Path(manifest), Path(results), chosen, seed=seed)
+    outcome = result.as_dict()
     store = Keystore(Path(home))
     if store.exists():
         log_destruction_receipt(store, Path(release), outcome, keystore_passphrase())
+        purged = purge_after_assessment(store.home, Path(release), outcome["status"])
+        if purged is not None:
+            outcome = {**outcome, "inputs_purged": purged}
     return outcome
 
 
@@ -147,7 +210,7 @@ def send_to_recipient(release: str, recipient: str, home: str) -> dict[str, Any]
     return {**result.to_json(), "reasons": list(decision.reasons), "decision": decision.to_json()}
 
 
-@flow(name="deidentify", persist_result=False, validate_parameters=True)
+@flow(name="deidentify", persist_result=False, validate_parameters=True, task_runner=local_runner())
 def deidentify(
     manifest: str,
     policy: str,
@@ -155,21 +218,36 @@ def deidentify(
     home: str = ".genegate",
     summary_only: bool = False,
     release_id: str | None = None,
+    for_recipient: str | None = None,
+    purge_inputs: bool = False,
 ) -> dict[str, Any]:
-    """De-identify a manifest and its genomic files into out/<release_id>/; publish the release summary."""
-    release = deidentify_release(manifest, policy, out, home, summary_only, release_id)
+    """De-identify a manifest and its genomic files into out/<release_id>/; publish the release summary.
+
+    The per-file tasks run on this flow's task runner: `deidentify.with_options(task_runner=...)`.
+    for_recipient: a release for one partner (consenting subjects only); purge_inputs: the
+    identified inputs are removed once the assessment certifies the release.
+    """
+    release = deidentify_release(
+        manifest, policy, out, home, summary_only, release_id, for_recipient, purge_inputs
+    )
     publish_release(release)
     return release
 
 
 @flow(name="assess", persist_result=False)
 def assess(
-    release: str, manifest: str, results: str = "results", home: str = ".genegate", seed: int = 0
+    release: str,
+    manifest: str,
+    results: str = "results",
+    home: str = ".genegate",
+    seed: int = 0,
+    policy: str | None = None,
 ) -> dict[str, Any]:
-    """Run the re-identification tests on a release; publish the results table (aggregates only)."""
-    outcome = assess_release(release, manifest, results, home, seed)
+    """Run the re-identification tests on a release; publish the results table. Returns the outcome
+    as `genegate assess --json` prints it (aggregates only)."""
+    outcome = assess_release(release, manifest, results, home, seed, policy)
     publish_reid(outcome)
-    return {k: outcome[k] for k in ("release_id", "status", "class", "blocking_failed", "results")}
+    return outcome
 
 
 @flow(name="transfer", persist_result=False)
@@ -195,11 +273,14 @@ def partner_sync(recipient: str, releases: str = "releases", home: str = ".geneg
 
 
 def _send_all(jobs: list[tuple[str, str]], home: str, key: str) -> list[dict[str, Any]]:
-    """One send task per (release, recipient), all submitted; publish the artifacts; raise on failure."""
+    """One send task per (release, recipient), all submitted; publish the artifacts and the report link;
+    raise on failure (from the first task's error). Each send is SendResult.to_json with the gate's
+    reasons, not its rule evidence."""
     futures = [send_to_recipient.submit(release, rid, home) for release, rid in jobs]
     wait(futures)
     sends: list[dict[str, Any]] = []
     failed: list[str] = []
+    errors: list[BaseException] = []
     for (release, rid), future in zip(jobs, futures, strict=True):
         state = future.state
         if state.is_completed():
@@ -208,19 +289,21 @@ def _send_all(jobs: list[tuple[str, str]], home: str, key: str) -> list[dict[str
             sends.append(send)
         else:
             name = Path(release).name
-            failed.append(f"{name} -> {rid} ({type(state.result(raise_on_failure=False)).__name__})")
+            error = state.result(raise_on_failure=False)
+            errors += [error] if isinstance(error, BaseException) else []
+            failed.append(f"{name} -> {rid} ({type(error).__name__})")
             sends.append({"release_id": name, "recipient_id": rid, "outcome": "failed", "files": []})
     publish_delivery(key, sends)
+    publish_audit_report(home)
     if failed:
         raise DeliveryFailed(
             f"delivery failed for {', '.join(failed)} after {DELIVERY_RETRIES} retries; the transfer log "
             "has each failure; fix the destination and rerun (files already delivered are kept)"
-        )
-    shown = ("release_id", "recipient_id", "outcome", "destination", "reasons")
-    return [{k: s[k] for k in shown} for s in sends]
+        ) from (errors[0] if errors else None)
+    return [{k: v for k, v in s.items() if k != "decision"} for s in sends]
 
 
-@flow(name="release-and-share", persist_result=False)
+@flow(name="release-and-share", persist_result=False, task_runner=local_runner())
 def release_and_share(
     manifest: str,
     policy: str,
@@ -230,11 +313,21 @@ def release_and_share(
     home: str = ".genegate",
     summary_only: bool = False,
     seed: int = 0,
+    for_recipient: str | None = None,
+    purge_inputs: bool = False,
 ) -> dict[str, Any]:
-    """De-identify, assess, then send to each recipient, skipping denied ones with their reasons."""
-    release = deidentify(manifest, policy, out, home, summary_only)
+    """De-identify, assess, then send to each recipient, skipping denied ones with their reasons.
+
+    The de-identification's per-file tasks run on this flow's task runner (`with_options`); the
+    assessment and the deliveries stay in this process. for_recipient and purge_inputs are
+    `genegate deid --for` and `--purge-inputs`.
+    """
+    release = on_caller_runner(deidentify)(
+        manifest, policy, out, home, summary_only, for_recipient=for_recipient, purge_inputs=purge_inputs
+    )
     outcome = assess(release["path"], manifest, results, home, seed)
     sends = transfer(release["path"], recipients, home)
+    publish_audit_report(home)  # the transfer sub-flow's report file, linked from this run too
     return {
         "release_id": release["release_id"],
         "release": release["path"],
@@ -243,5 +336,7 @@ def release_and_share(
         "status": outcome["status"],
         "class": outcome["class"],
         "blocking_failed": outcome["blocking_failed"],
+        "excluded": release["excluded"],
+        "genomic": release["genomic"],
         "sends": sends,
     }
