@@ -15,7 +15,17 @@ if TYPE_CHECKING:
     from deid.alignment import AlignmentStats, deidentify_alignment
     from deid.consent import Exclusion
     from deid.fastq import FastqStats, deidentify_fastq
-    from deid.genomic import Job, plan_files, run_jobs
+    from deid.genomic import (
+        Job,
+        JobRunner,
+        job_specs,
+        job_totals,
+        plan_files,
+        read_job_spec,
+        run_job,
+        run_job_spec,
+        run_jobs,
+    )
     from deid.manifest import read_manifest
     from deid.policy import (
         BUILTIN,
@@ -30,6 +40,7 @@ if TYPE_CHECKING:
     )
     from deid.reid.runner import AssessmentResult, assess
     from deid.release import ReleaseResult, deidentify
+    from deid.retention import RetentionPolicy, parse_retention
     from deid.vcf import VcfStats, allele_frequencies, deidentify_vcf
 
 # name -> module: loaded on first use, so `import deid` (and its error types) does not load polars
@@ -46,7 +57,9 @@ _LAZY = {
     **dict.fromkeys(("AlignmentStats", "deidentify_alignment"), "deid.alignment"),
     **dict.fromkeys(("AssessmentResult", "assess"), "deid.reid.runner"),
     **dict.fromkeys(("FastqStats", "deidentify_fastq"), "deid.fastq"),
-    **dict.fromkeys(("Job", "plan_files", "run_jobs"), "deid.genomic"),
+    **dict.fromkeys(("Job", "JobRunner", "job_specs", "job_totals", "plan_files", "read_job_spec", "run_job",
+                     "run_job_spec", "run_jobs"), "deid.genomic"),
+    **dict.fromkeys(("RetentionPolicy", "parse_retention"), "deid.retention"),
     **dict.fromkeys(("VcfStats", "allele_frequencies", "deidentify_vcf"), "deid.vcf"),
 }  # fmt: skip
 
@@ -69,11 +82,13 @@ __all__ = [
     "FieldAction",
     "GenomicRules",
     "Job",
+    "JobRunner",
     "MalformedInput",
     "OutputExists",
     "Policy",
     "Profile",
     "ReleaseResult",
+    "RetentionPolicy",
     "VcfStats",
     "allele_frequencies",
     "assess",
@@ -82,10 +97,16 @@ __all__ = [
     "deidentify_alignment",
     "deidentify_fastq",
     "deidentify_vcf",
+    "job_specs",
+    "job_totals",
     "load_policy",
     "parse_policy",
+    "parse_retention",
     "plan_files",
     "policy_summary",
+    "read_job_spec",
     "read_manifest",
+    "run_job",
+    "run_job_spec",
     "run_jobs",
 ]

@@ -78,8 +78,11 @@ def consent_filter(
 
 def _consents_to(df: pl.DataFrame, recipient: str) -> pl.Expr:
     """consent_transfer (a ;-separated list of recipient ids, or "*") names recipient."""
-    named = _column(df, "consent_transfer", pl.String).fill_null("").str.split(";").list.eval(
-        pl.element().str.strip_chars()
+    named = (
+        _column(df, "consent_transfer", pl.String)
+        .fill_null("")
+        .str.split(";")
+        .list.eval(pl.element().str.strip_chars())
     )
     return named.list.contains("*") | named.list.contains(recipient)
 

@@ -31,9 +31,11 @@ from deid.consent import Exclusion, consent_filter
 from deid.errors import DeidError, MalformedInput, OutputExists
 from deid.genomic import JobRunner, plan_files, released_texts, run_jobs
 from deid.guard import footer_text, guard
+from deid.identifiers import identifier_columns, identifier_values, scrub_values
 from deid.ledger import subject_facts, write_ledger
 from deid.manifest import read_manifest
-from deid.policy import DIRECT_IDENTIFIERS, FieldAction, Policy, policy_summary
+from deid.policy import FieldAction, Policy, policy_summary
+from deid.retention import manifest_inputs
 from deid.transforms import (
     age_top_code,
     load_restricted_zip3,
@@ -71,6 +73,7 @@ class ReleaseResult:
     release_id: str
     path: Path
     record: dict[str, Any]
+    inputs: tuple[Path, ...] = ()  # the identified inputs read (lab-side, for retention; never released)
 
 
 def new_release_id(now: dt.datetime) -> str:
@@ -90,6 +93,7 @@ def deidentify(
     ledger: Path | None = None,
     revoked_subjects: Collection[str] = (),
     job_runner: JobRunner = run_jobs,
+    for_recipient: str | None = None,
 ) -> ReleaseResult:
     """De-identify manifest under policy into out_root/<release_id>/ (atomic; refuses an existing id).
 
@@ -99,6 +103,8 @@ def deidentify(
     lab's consent register holds as revoked, excluded like a consent_revoked_at in the manifest.
     job_runner runs the genomic jobs (deid.genomic.JobRunner; a flow passes one that runs each
     file as a task); the release sequence around them is the same whichever runs them.
+    for_recipient makes the release for one partner: only subjects whose consent_transfer names it
+    (or "*") are included (deid.consent rule 4), and release.json records it.
     """
     now = now or dt.datetime.now(dt.UTC)
     release_id = release_id or new_release_id(now)
@@ -114,22 +120,27 @@ def deidentify(
     known, scrub = identifier_values(per_column), scrub_values(per_column)
     del per_column
     facts = _manifest_facts(frame)
-    included, exclusions = consent_filter(_with_register(frame, revoked_subjects, now.date()), now.date())
+    inputs = manifest_inputs(frame, manifest)
+    included, exclusions = consent_filter(
+        _with_register(frame, revoked_subjects, now.date()), now.date(), for_recipient
+    )
     del frame  # the identified frame is no longer needed: free it before the transforms
     if included.height == 0:
         reasons = ", ".join(f"{r} {n}" for r, n in exclusions.items() if n)
         raise DeidError(f"every sample was excluded by the consent filter ({reasons}); nothing was written")
     lab_side = included.select([c for c in _LAB_SIDE if c in included.columns])
-    placeholder = pl.Series([str(i) for i in range(included.height)], dtype=pl.String)
+    placeholder = pl.int_range(included.height, eager=True).cast(pl.String)
     plan_files(lab_side, placeholder, manifest.parent, str(manifest), summary_only=summary_only)  # fail early
     released = transform(included, policy, vault, scrub, now.date())
     del included
     out_root.mkdir(parents=True, exist_ok=True)
     record = _assemble(
-        _Assembly(release_id, target, manifest, policy, vault, now, summary_only, ledger, job_runner),
+        _Assembly(
+            release_id, target, manifest, policy, vault, now, summary_only, ledger, job_runner, for_recipient
+        ),
         released, lab_side, known, facts, exclusions,
     )  # fmt: skip
-    return ReleaseResult(release_id, target, record)
+    return ReleaseResult(release_id, target, record, inputs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +154,7 @@ class _Assembly:
     summary_only: bool
     ledger: Path | None
     job_runner: JobRunner
+    for_recipient: str | None
 
 
 def _assemble(
@@ -178,6 +190,8 @@ def _assemble(
         )
         record = _record(a.release_id, a.now, a.policy, a.vault, facts, released, exclusions, work)
         record["summary_only"] = a.summary_only
+        if a.for_recipient is not None:
+            record["for_recipient"] = a.for_recipient
         record["genomic_files"] = {"inputs": facts["genomic"], "released": genomic}
         (work / "release.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if a.ledger is not None:
@@ -217,49 +231,6 @@ def _with_register(frame: pl.DataFrame, revoked: Collection[str], today: dt.date
         .otherwise(current)
         .alias("consent_revoked_at")
     )
-
-
-_IDENTIFYING = frozenset(
-    {*DIRECT_IDENTIFIERS, "sample_id", "subject_id", "zip", "date_of_birth", "collection_date",
-     "sequencing_date", "consent_revoked_at"}
-)  # fmt: skip
-
-
-# kinds whose every value the scrub regex already removes (e-mail, phone, digit runs, dates):
-# passing them to the literal matcher too only slows it down
-_REGEX_COVERED = frozenset(
-    {"email", "phone", "ssn", "mrn", "health_plan_id", "date_of_birth", "collection_date", "sequencing_date",
-     "consent_revoked_at", "ip_address", "url"}
-)  # fmt: skip
-
-
-def identifier_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
-    """The distinct non-empty values of each identifying column, all rows (consented or not), as text."""
-    out = {}
-    for column in (c for c in frame.columns if c in _IDENTIFYING):
-        values = frame[column].drop_nulls().cast(pl.String).str.strip_chars().unique()
-        out[column] = values.filter(values.str.len_chars() > 0).rename("value")
-    return out
-
-
-def identifier_values(per_column: Mapping[str, pl.Series]) -> pl.Series:
-    """Every identifying value the manifest holds (distinct within a column; a value in two columns
-    may appear twice, which costs the matchers nothing)."""
-    if not per_column:
-        return pl.Series("value", [], dtype=pl.String)
-    return pl.concat(list(per_column.values()))
-
-
-def scrub_values(per_column: Mapping[str, pl.Series]) -> pl.Series:
-    """What free text is scrubbed of by literal match: identifier values the scrub regex does not
-    cover, plus each part of each name (notes say "Pt Webster" as often as the full name)."""
-    literal = [v for c, v in per_column.items() if c not in _REGEX_COVERED]
-    if "full_name" in per_column:
-        parts = per_column["full_name"].str.split(" ").explode().str.strip_chars(" ,")
-        literal.append(parts.filter(parts.str.len_chars() >= 3))
-    if not literal:
-        return pl.Series("value", [], dtype=pl.String)
-    return pl.concat(literal).unique()
 
 
 def transform(

@@ -25,7 +25,10 @@ from flows.cli_crypt import register_crypt_commands
 from flows.cli_deid import policy_app, register_deid_commands
 from flows.cli_gate import consent_app, register_gate_commands
 from flows.cli_keys import keys_app
+from flows.cli_release import register_release_commands
+from flows.cli_retention import register_retention_commands
 from flows.cli_run import register_run_commands
+from flows.cli_subject import register_subject_commands
 from flows.console import Settings, err, out, settings
 from flows.errors import NotBuilt, UsageProblem
 from keys import KeyStoreError
@@ -149,7 +152,10 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
 
 register_assess_commands(app)
 register_run_commands(app)
+register_release_commands(app)
+register_retention_commands(app)
 register_audit_commands(audit_app)
+register_subject_commands(app)
 
 
 def run(argv: list[str] | None = None) -> int:

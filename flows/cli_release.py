@@ -17,10 +17,8 @@ import typer
 
 from flows.console import err, out, passphrase, settings
 from flows.errors import UsageProblem
-from keys import Keystore, Passphrase
-from keys.release_keys import ReleaseKeys
-from transfer import TRANSFER_LOG, TransferLog
-from transfer.at_rest import SHREDDING_LIMIT, destroy_release, open_release, store_release
+from keys import Keystore, Passphrase, ReleaseKeys
+from transfer import SHREDDING_LIMIT, TRANSFER_LOG, TransferLog, destroy_release, open_release, store_release
 
 release_app = typer.Typer(
     help="Releases encrypted at rest under a key of their own; destroy the key to shred every copy.",

@@ -5,6 +5,15 @@ The public surface is __all__ below; other packages import only these names.
 
 from __future__ import annotations
 
+from keys import ReleaseImpact
+from transfer.at_rest import (
+    SHREDDING_LIMIT,
+    OpenedRelease,
+    StoredRelease,
+    destroy_release,
+    open_release,
+    store_release,
+)
 from transfer.check import check_transfer
 from transfer.decision import Decision, RuleId, RuleOutcome
 from transfer.delivery import DeliveredFile, S3Settings
@@ -47,35 +56,57 @@ from transfer.facts import (
     Ledger,
     ReleaseClass,
     ReleaseFacts,
-    ReleaseImpact,
     SubjectFacts,
     deliveries_to,
     list_ledgers,
     load_release_facts,
+    locate_subject,
     read_deliveries,
     subject_codes,
     subject_impact,
 )
-from transfer.gate import decide_transfer
-from transfer.law.tables import Adequacy, LawTables, Regime, load_law_tables
+from transfer.gate import certified, decide_transfer
+from transfer.impact import BreachImpact, ImpactFilter, assess_impact, render_impact
+from transfer.law.tables import Adequacy, LawTables, Regime, load_breach_table, load_law_tables
 from transfer.log import LogVerification, TransferLog, mirror_entry
 from transfer.log_event import LogEvent
 from transfer.log_report import (
     entry_country,
     failed_rules,
+    human_size,
     is_denied,
     render_report,
     select_entries,
     total_bytes,
     write_parquet,
 )
-from transfer.send import SendOutcome, SendResult, send_release
+from transfer.retention import (
+    INVENTORY_FILE,
+    RetentionReport,
+    apply_retention,
+    purge_certified,
+    record_release,
+)
+from transfer.retention import Outcome as RetentionOutcome
+from transfer.send import (
+    SendOutcome,
+    SendResult,
+    TransferPlan,
+    deliver_file,
+    fail_transfer,
+    finish_transfer,
+    plan_transfer,
+    send_release,
+)
 
 __all__ = [
+    "INVENTORY_FILE",
     "SEGMENT_SIZE",
+    "SHREDDING_LIMIT",
     "TRANSFER_LOG",
     "Adequacy",
     "AssessmentStatus",
+    "BreachImpact",
     "Decision",
     "DeliveredFile",
     "Delivery",
@@ -86,6 +117,7 @@ __all__ = [
     "EnvelopeDigest",
     "EnvelopeError",
     "FactsError",
+    "ImpactFilter",
     "IntegrityError",
     "LawTableError",
     "LawTables",
@@ -97,44 +129,65 @@ __all__ = [
     "LogVerification",
     "NoKeyForFile",
     "NotCrypt4GH",
+    "OpenedRelease",
     "Regime",
     "RegionMismatch",
     "ReleaseClass",
     "ReleaseFacts",
     "ReleaseImpact",
     "ReleaseUnreadable",
+    "RetentionOutcome",
+    "RetentionReport",
     "RuleId",
     "RuleOutcome",
     "S3Settings",
     "SendOutcome",
     "SendResult",
+    "StoredRelease",
     "SubjectFacts",
     "TornLogError",
     "TransferError",
     "TransferLog",
     "TransferLogError",
     "TransferLogUnreadable",
+    "TransferPlan",
     "UnsupportedEnvelope",
+    "apply_retention",
+    "assess_impact",
+    "certified",
     "check_transfer",
     "decide_transfer",
     "decrypt_file",
     "decrypt_stream",
+    "deliver_file",
     "deliveries_to",
+    "destroy_release",
     "encrypt_file",
     "encrypt_stream",
     "entry_country",
+    "fail_transfer",
     "failed_rules",
+    "finish_transfer",
     "header_recipients_count",
+    "human_size",
     "is_denied",
     "list_ledgers",
+    "load_breach_table",
     "load_law_tables",
     "load_release_facts",
+    "locate_subject",
     "mirror_entry",
+    "open_release",
+    "plan_transfer",
+    "purge_certified",
     "read_deliveries",
+    "record_release",
     "reencrypt_file",
+    "render_impact",
     "render_report",
     "select_entries",
     "send_release",
+    "store_release",
     "subject_codes",
     "subject_impact",
     "total_bytes",

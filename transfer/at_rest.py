@@ -55,8 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from keys import KeyStoreError, SigningKey
-from keys.release_keys import KeyDestruction, ReleaseKeyRecord, ReleaseKeys, check_release_id
+from keys import KeyDestruction, KeyStoreError, ReleaseKeyRecord, ReleaseKeys, SigningKey, check_release_id
 from transfer.delivery.manifest import ENCRYPTED_SUFFIX, DeliveredFile, ReleaseFile
 from transfer.envelope import EnvelopeDigest, decrypt_file, encrypt_file
 from transfer.errors import EnvelopeError, IntegrityError, ReleaseUnreadable

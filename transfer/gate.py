@@ -205,6 +205,21 @@ def _key_valid(case: Case) -> RuleOutcome:
 LEAK_TESTS = ("T01_", "T02_", "T03_")
 
 
+def certified(facts: ReleaseFacts) -> bool:
+    """The assessment certifies the release for its class: it passed, or (pseudonymised, individual-level
+    data) it failed only the statistical tests, never a leak test. The gate's release.assessed rule
+    and retention's purge-on-certification both ask this one question."""
+    if facts.assessment is AssessmentStatus.PASSED:
+        return True
+    leaks = any(t.startswith(LEAK_TESTS) for t in facts.blocking_failed)
+    return (
+        facts.assessment is AssessmentStatus.FAILED
+        and facts.release_class is ReleaseClass.PSEUDONYMISED
+        and bool(facts.blocking_failed)
+        and not leaks
+    )
+
+
 def _assessed(case: Case) -> RuleOutcome:
     status = case.facts.assessment
     evidence: dict[str, EvidenceValue] = {"status": status.value, "class": case.facts.release_class.value}
@@ -213,11 +228,7 @@ def _assessed(case: Case) -> RuleOutcome:
     if status is AssessmentStatus.FAILED:
         leaks = sorted(t for t in case.facts.blocking_failed if t.startswith(LEAK_TESTS))
         evidence["blocking_failed"] = ", ".join(case.facts.blocking_failed) or "-"
-        if (
-            case.facts.release_class is ReleaseClass.PSEUDONYMISED
-            and case.facts.blocking_failed
-            and not leaks
-        ):
+        if certified(case.facts):
             # individual-level data fails the statistical tests by nature (T05: a genome identifies its
             # owner); the assessment then certifies it pseudonymised and the consent rules govern it
             reason = "assessed: pseudonymised (re-identifiable by design); the named-consent rule applies"

@@ -33,9 +33,9 @@ from typing import Any
 import polars as pl
 
 from deid.errors import MalformedInput
+from deid.identifiers import identifier_columns
 from deid.manifest import DATE_COLUMNS
 from deid.reid.model import AssessInputs, Comparator, Metric
-from deid.release import identifier_columns
 from deid.transforms import narrow_patterns
 from keys import CodeKind
 

@@ -171,3 +171,27 @@ def test_a_revocation_in_the_register_excludes_the_subject(
         after["excluded"]["consent_revoked"],
         after["counts"]["included_samples"],
     )
+
+
+def test_a_release_for_one_partner_holds_only_subjects_who_named_it(
+    home: Path, manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deid --for ID: every released subject's consent_transfer names ID or "*"; the others are
+    counted under no_transfer_consent_for_recipient and release.json records the recipient."""
+    partner = "jp-tokyo-medgen"
+    assert 0 == run(
+        ["--json", "deid", "--manifest", str(manifest), "--policy", "cgipa", "--out", str(tmp_path / "r"),
+         "--release-id", "rel-jp", "--for", partner]
+    )  # fmt: skip
+    record = json.loads(capsys.readouterr().out)
+    rows = pl.read_csv(manifest, infer_schema=False)
+    named = rows["consent_transfer"].fill_null("").str.split(";").list.eval(pl.element().str.strip_chars())
+    consented = int((named.list.contains("*") | named.list.contains(partner)).sum())
+    excluded = record["excluded"]
+    assert (partner, rows.height) == (
+        record["for_recipient"],
+        record["counts"]["included_samples"] + sum(excluded.values()),
+    )
+    assert 0 < excluded["no_transfer_consent_for_recipient"] <= rows.height - consented
+    ledger = json.loads((home / "ledger" / "rel-jp.json").read_text(encoding="utf-8"))
+    assert [] == [s for s in ledger["subjects"] if not ({"*", partner} & set(s["consent_transfer"]))]
