@@ -5,16 +5,23 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint pytest bench clean
+.PHONY: setup compile demo test lint pytest bench clean
 
 setup: $(VENV)/.synced
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked --compile-bytecode --python $(PYTHON)
 	@touch $@
 
-demo: setup
+# every CLI call starts a Python process: byte-compile the project's own modules once (Python
+# still recompiles, in memory, any module edited since), so a call does not compile ~1,400 code
+# objects first (0.2 s per call here; `uv sync --compile-bytecode` does the same for the
+# dependencies, about 1 s per call)
+compile: setup
+	@$(BIN)/python -m compileall -q deid flows keys transfer
+
+demo: setup compile
 	$(BIN)/genegate demo
 
 test: setup lint pytest
@@ -28,7 +35,7 @@ lint: setup
 pytest: setup
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: setup compile
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -28,19 +28,17 @@ _REGEX_COVERED = frozenset(
 
 
 def identifier_columns(frame: pl.DataFrame) -> dict[str, pl.Series]:
-    """The distinct non-empty values of each identifying column, all rows (consented or not), as text.
-
-    One lazy query for all columns, so polars works on them side by side (a column each per core).
-    """
-    columns = [c for c in frame.columns if c in _IDENTIFYING]
-    if not columns:
-        return {}
-    text = [pl.col(c).drop_nulls().cast(pl.String).str.strip_chars().unique().implode() for c in columns]
-    lists = frame.lazy().select(text).collect()
+    """The distinct non-empty values of each identifying column, all rows (consented or not), as text."""
     out = {}
-    for column in columns:
-        values = lists.get_column(column).explode().drop_nulls().rename("value")
-        out[column] = values.filter(values.str.len_chars() > 0)
+    for column in (c for c in frame.columns if c in _IDENTIFYING):
+        distinct = column == "sample_id"  # read_manifest refuses a repeated sample_id
+        values = frame[column].drop_nulls()
+        values = values if distinct else values.unique()  # before the cast: a date column is 1M dates
+        text = values.cast(pl.String)
+        stripped = text.str.strip_chars()
+        if not distinct and (stripped != text).any():  # padding made two values one
+            stripped = stripped.unique()
+        out[column] = stripped.filter(stripped.str.len_chars() > 0).rename("value")
     return out
 
 

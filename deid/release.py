@@ -121,6 +121,11 @@ def deidentify(
     del per_column
     facts = _manifest_facts(frame)
     inputs = manifest_inputs(frame, manifest)
+    # columns the policy drops were harvested above and play no further part: do not copy them
+    # into the included rows (a third of a typical manifest's bytes)
+    frame = frame.drop(
+        c for c in policy.columns_with(FieldAction.DROP) if c in frame.columns and c not in _KEPT
+    )
     included, exclusions = consent_filter(
         _with_register(frame, revoked_subjects, now.date()), now.date(), for_recipient
     )
@@ -217,6 +222,10 @@ _LAB_SIDE = (
     "_row", "sample_id", "vcf", "vcf_sample", "alignment", "fastq", "ancestry", "residence_region",
     "consent_transfer", "date_of_birth", "collection_date", "guardian_consent", "received_opt_out",
 )  # fmt: skip
+
+
+# what the consent filter, the register and the lab side read, whatever the policy does with them
+_KEPT = frozenset({*_LAB_SIDE, "subject_id", "consent_research", "consent_revoked_at"})
 
 
 def _with_register(frame: pl.DataFrame, revoked: Collection[str], today: dt.date) -> pl.DataFrame:

@@ -101,8 +101,10 @@ def random_code_series(kind: CodeKind, n: int) -> pl.Series:
     chars[:, : prefix.size] = prefix
     random = np.frombuffer(secrets.token_bytes(_CODE_CHARS * n), dtype=np.uint8).reshape(n, _CODE_CHARS)
     np.take(alphabet, random & 31, out=chars[:, prefix.size :])
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
-    array = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])
+    small = (n + 1) * width < 2**31  # 32-bit offsets (polars takes them without a conversion pass)
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32 if small else np.int64)
+    kind_of = pa.string() if small else pa.large_string()
+    array = pa.Array.from_buffers(kind_of, n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])
     series = pl.from_arrow(array)
     assert isinstance(series, pl.Series)
     return series.rename("code")
