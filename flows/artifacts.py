@@ -20,9 +20,7 @@ file:// address, so the Prefect database never holds the log's content.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from keys import Keystore, KeyStoreError
+from keys import Keystore, KeyStoreError, write_atomic
 from transfer import TRANSFER_LOG, TransferError, TransferLog, render_report
 
 _KEY_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -208,11 +206,4 @@ def publish_audit_report(home: str, report: str | None = None) -> Path | None:
 def _write_text(path: Path, text: str) -> None:
     """Write text to path (mode 0600, its folder 0700) through a temporary file renamed into place."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode("utf-8"), mode=0o600)

@@ -12,9 +12,7 @@ Parameters are paths and ids only: the worker reads $GENEGATE_PASSPHRASE from it
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from pydantic import ValidationError
 
 from flows.errors import UsageProblem
+from keys import write_atomic
 from transfer import AssessmentStatus, Delivery, FactsError, load_release_facts
 
 FLOW_NAME = "partner-sync"
@@ -102,16 +101,8 @@ def read_prefect_yaml(path: Path) -> dict[str, Any] | None:
 
 
 def write_prefect_yaml(path: Path, doc: dict[str, Any]) -> None:
-    """Write doc to path through a temporary file renamed into place."""
-    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write doc to path through a temporary file renamed into place (a project file: mode 0644)."""
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode("utf-8"), 0o644)
 
 
 def pending_releases(

@@ -31,6 +31,7 @@ from keys.recipients import Basis, BasisType, Recipient, RecipientId, Registry, 
 from keys.release_keys import KeyDestruction, KeyState, ReleaseKeyRecord, ReleaseKeys, check_release_id
 from keys.sealed import SealedFile
 from keys.secret import DataKey, Passphrase
+from keys.signed_json import write_atomic
 from keys.signing import SigningKey, VerifyKey
 from keys.store import DEFAULT_JURISDICTION, KeyStatus, Keystore, KeystoreConfig, KmsConfig, LabKey, WrapMode
 from keys.vault import CodeKind, Forgotten, Vault, vault_domains
@@ -90,4 +91,5 @@ __all__ = [
     "parse_public_key",
     "pending",
     "vault_domains",
+    "write_atomic",
 ]

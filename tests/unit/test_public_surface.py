@@ -203,6 +203,7 @@ SURFACES = {
         "SealedFile",
         "Forgotten",
         "vault_domains",
+        "write_atomic",
     ],
     "flows": [],
 }
