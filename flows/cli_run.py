@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.console import PASSPHRASE_ENV, err, out, settings
+from flows.console import PASSPHRASE_ENV, err, out, private_prefect_storage, settings
 from flows.errors import UsageProblem
 from flows.runners import Runner
 
@@ -129,6 +129,7 @@ def release_and_share_command(
     from flows.pipeline import DeliveryFailed, release_and_share
     from flows.runners import task_runner
 
+    private_prefect_storage()
     try:
         with task_runner(runner, dask_address) as chosen:
             summary = release_and_share.with_options(task_runner=chosen)(

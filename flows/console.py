@@ -107,13 +107,28 @@ def require_flow_passphrase() -> None:
         )
 
 
+def private_prefect_storage() -> Path:
+    """Prefect's local result storage, made 0700: Prefect 3.8 writes a failed run's exception
+    (message and traceback) there as a 0644 file even when results are not persisted, so the
+    folder must not let other accounts in. Returns the folder."""
+    from prefect.settings import get_current_settings
+
+    folder = Path(get_current_settings().results.local_storage_path).expanduser()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
+
+
 def run_flow(flow: Flow[..., T], verbose: int, **parameters: Any) -> T:
     """Run flow in this process and return its result, or raise the exception that failed the run.
 
     With a Prefect API (a server, or the test harness) the run's id and UI address go to stderr.
-    Prefect's console log lines are shown with -v only."""
+    Prefect's console log lines are shown with -v only. Prefect's local storage is made private
+    first (private_prefect_storage)."""
     from prefect.settings import get_current_settings
     from prefect.utilities.urls import url_for
+
+    private_prefect_storage()
 
     quiet = _NotPrefect()
     handlers = [] if verbose else _console_handlers()
