@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from deid import assess, deidentify, load_policy
 from deid.release import release_digest
 from deid.synth import CohortSpec, synthesize_cohort
-from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, new_recipient
+from keys import Basis, BasisType, Keystore, Passphrase, SecretKey, Vault, encode_secret_key, new_recipient
+from transfer import TRANSFER_LOG, TransferLog
 from transfer.facts import ledger_path
 
 RELEASE_NAME = "the-release"
@@ -96,3 +99,26 @@ def register_partner(
             ):
                 registry.add_basis(rid, basis, today)
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxWorld:
+    """A private keystore and release, with the Swiss partner delivering to a file:// outbox."""
+
+    store: Keystore
+    release: Path
+    outbox: Path
+    partner: Path  # the partner's secret key file (encrypted with the keystore's passphrase)
+    log: TransferLog
+
+
+def outbox_world(template: Path, tmp: Path, passphrase: Passphrase, today: dt.date) -> OutboxWorld:
+    """Copy a template (assessed_summary_release) into tmp and register the demo's Swiss partner."""
+    shutil.copytree(template / "ks", tmp / "ks")
+    shutil.copytree(template / "releases" / RELEASE_NAME, tmp / "release")
+    store = Keystore(tmp / "ks")
+    outbox = tmp / "outbox" / "ch-zurich"
+    key = register_partner(store, passphrase, "ch-zurich", "CH", "eu-central-2", outbox.as_uri(), today=today)
+    partner = tmp / "ch-zurich.sec"
+    partner.write_bytes(encode_secret_key(key, passphrase.reveal()))
+    return OutboxWorld(store, tmp / "release", outbox, partner, TransferLog(store.home / TRANSFER_LOG))

@@ -6,9 +6,7 @@ import datetime as dt
 import hashlib
 import io
 import json
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import crypt4gh.keys
@@ -23,10 +21,9 @@ from keys import (
     Recipient,
     SecretKey,
     SigningKey,
-    encode_secret_key,
 )
-from tests.support.releases import assessed_summary_release, register_partner
-from transfer import DeliveryMismatch, SendOutcome, SendResult, TransferLog, send_release
+from tests.support.releases import OutboxWorld, assessed_summary_release, outbox_world, register_partner
+from transfer import DeliveryMismatch, SendOutcome, SendResult, send_release
 from transfer.delivery import (
     MANIFEST_NAME,
     DeliveredFile,
@@ -41,7 +38,6 @@ from transfer.delivery import (
     read_manifest,
 )
 from transfer.envelope import Writable
-from transfer.facts import TRANSFER_LOG
 from transfer.send import Opener
 
 PASS = Passphrase("correct horse battery")
@@ -56,13 +52,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@dataclass(frozen=True, slots=True)
-class World:
-    store: Keystore
-    release: Path
-    outbox: Path
-    partner: Path  # the partner's secret key file (passphrase PASS)
-    log: TransferLog
+World = OutboxWorld
 
 
 def add_partner(
@@ -75,14 +65,7 @@ def add_partner(
 @pytest.fixture
 def world(template: Path, tmp_path: Path) -> World:
     """A private copy of the template with the Swiss partner delivering to a local outbox."""
-    shutil.copytree(template / "ks", tmp_path / "ks")
-    shutil.copytree(template / "releases" / "the-release", tmp_path / "release")
-    store = Keystore(tmp_path / "ks")
-    outbox = tmp_path / "outbox" / "ch-zurich"
-    key = add_partner(store, "ch-zurich", "CH", "eu-central-2", outbox.as_uri(), bases=True)
-    partner = tmp_path / "ch-zurich.sec"
-    partner.write_bytes(encode_secret_key(key, PASS.reveal()))
-    return World(store, tmp_path / "release", outbox, partner, TransferLog(store.home / TRANSFER_LOG))
+    return outbox_world(template, tmp_path, PASS, TODAY)
 
 
 def send(world: World, opener: Opener | None = None) -> SendResult:

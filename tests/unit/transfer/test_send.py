@@ -8,20 +8,17 @@ import io
 import json
 import multiprocessing
 import pickle
-import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import crypt4gh.keys
 import crypt4gh.lib
 import pytest
 
-from keys import Keystore, Passphrase, encode_secret_key
-from tests.support.releases import assessed_summary_release, register_partner
-from transfer import DeliveryError, SendOutcome, TransferLog
+from keys import Passphrase
+from tests.support.releases import OutboxWorld, assessed_summary_release, outbox_world, register_partner
+from transfer import DeliveryError, SendOutcome
 from transfer.delivery import MANIFEST_NAME, read_manifest
-from transfer.facts import TRANSFER_LOG
 from transfer.send import (
     TransferPlan,
     deliver_file,
@@ -43,26 +40,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@dataclass(frozen=True, slots=True)
-class World:
-    store: Keystore
-    release: Path
-    outbox: Path
-    partner: Path
-    log: TransferLog
+World = OutboxWorld
 
 
 @pytest.fixture
 def world(template: Path, tmp_path: Path) -> World:
-    """The Swiss partner (contract + APPI/PIPL/HGR bases) with a file:// outbox."""
-    shutil.copytree(template / "ks", tmp_path / "ks")
-    shutil.copytree(template / "releases" / "the-release", tmp_path / "release")
-    store = Keystore(tmp_path / "ks")
-    outbox = tmp_path / "outbox" / "ch-zurich"
-    key = register_partner(store, PASS, "ch-zurich", "CH", "eu-central-2", outbox.as_uri(), today=TODAY)
-    partner = tmp_path / "ch-zurich.sec"
-    partner.write_bytes(encode_secret_key(key, PASS.reveal()))
-    return World(store, tmp_path / "release", outbox, partner, TransferLog(store.home / TRANSFER_LOG))
+    """A private copy of the template with the Swiss partner delivering to a local outbox."""
+    return outbox_world(template, tmp_path, PASS, TODAY)
 
 
 def plan(world: World, recipient: str = "ch-zurich") -> TransferPlan:
