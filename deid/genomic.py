@@ -28,7 +28,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,21 +147,29 @@ def plan_files(
 
 
 JobRunner = Callable[[Sequence[Job], Path, GenomicRules], dict[str, Any]]
+Progress = Callable[[str, int, int], None]  # (stage, done, total), as deid.synth reports it
 """Runs the jobs into work/ and returns job_totals; raises the first failure (the caller then
 discards work/, so it returns only once no job writes there). run_jobs is the default."""
 
 
-def run_jobs(jobs: Sequence[Job], work: Path, rules: GenomicRules) -> dict[str, Any]:
-    """Run the jobs into work/ (two at a time); counts per kind for release.json. Fails on the first error."""
+def run_jobs(
+    jobs: Sequence[Job], work: Path, rules: GenomicRules, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run the jobs into work/ (two at a time); counts per kind for release.json. Fails on the first error.
+    progress, if given, hears ("genomic files", done, total) as each job ends."""
     if not jobs:
         return {}
     workers = min(_CORES, len(jobs))
     threads = max(1, _CORES // workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(run_job, job, work, rules, threads) for job in jobs]
-        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
+        for done, future in enumerate(as_completed(futures), start=1):
+            if future.exception() is not None:
+                for other in futures:
+                    other.cancel()
+                break
+            if progress is not None:
+                progress("genomic files", done, len(jobs))
     errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
     if errors:
         raise errors[0]  # type: ignore[misc]  # the first failure; the caller discards work/

@@ -92,7 +92,7 @@ def synth(
 ) -> None:
     """Make a synthetic *identified* cohort: manifest, joint VCF, BAM/CRAM and FASTQ."""
     from deid.synth import MIN_SAMPLES, CohortSpec, synthesize_cohort
-    from flows.synth_view import print_cohort_summary, synth_progress
+    from flows.synth_view import print_cohort_summary, progress_bars
 
     opts = settings(ctx)
     if samples < MIN_SAMPLES:
@@ -100,7 +100,7 @@ def synth(
             f"--samples {samples}: a cohort needs at least {MIN_SAMPLES} to hold every edge case"
         )
     spec = CohortSpec(out=out_dir, samples=samples, seed=seed, reads=not no_reads, cram=cram)
-    with synth_progress(err, enabled=not opts.json) as progress:
+    with progress_bars(err, enabled=not opts.json) as progress:
         summary = synthesize_cohort(spec, progress)
     if opts.json:
         out.print_json(json.dumps(summary.as_dict()))
@@ -117,14 +117,14 @@ def demo(
 ) -> None:
     """Run every stage that exists, end to end, on a synthetic cohort. No network, no server."""
     from flows.demo import prepare, run_demo
-    from flows.synth_view import print_cohort_summary, synth_progress
+    from flows.synth_view import print_cohort_summary, progress_bars
 
     opts = settings(ctx)
     try:
         prepare(out_dir)
     except FileExistsError as exc:
         raise UsageProblem(str(exc)) from None
-    with synth_progress(err, enabled=not opts.json) as progress:
+    with progress_bars(err, enabled=not opts.json) as progress:
         report = run_demo(out_dir, samples, progress, lambda line: err.print(f"[bold]{line}[/bold]"))
     if opts.json:
         out.print_json(json.dumps({"out": str(out_dir), "stages": report.stages}, default=str))

@@ -7,6 +7,7 @@ same record; the passphrase then comes from $GENEGATE_PASSPHRASE only (flows/con
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,7 +83,8 @@ def register_deid_commands(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """De-identify a manifest and its genomic files into DIR/<release_id>/."""
-        from deid import deidentify, load_policy
+        from deid import deidentify, load_policy, run_jobs
+        from flows.synth_view import progress_bars
         from transfer import record_release
 
         if not manifest.is_file():
@@ -103,17 +105,19 @@ def register_deid_commands(app: typer.Typer) -> None:
         revoked = ConsentRegister(
             store.home, wrapper
         ).revocations()  # the lab's register, not only the manifest
-        result = deidentify(
-            manifest,
-            chosen,
-            out_dir,
-            vault,
-            release_id=release_id,
-            summary_only=summary_only,
-            ledger=store.home / "ledger",
-            revoked_subjects=set(revoked),
-            for_recipient=for_recipient,
-        )
+        with progress_bars(err, enabled=not settings(ctx).json) as progress:
+            result = deidentify(
+                manifest,
+                chosen,
+                out_dir,
+                vault,
+                release_id=release_id,
+                summary_only=summary_only,
+                ledger=store.home / "ledger",
+                revoked_subjects=set(revoked),
+                for_recipient=for_recipient,
+                job_runner=partial(run_jobs, progress=progress),
+            )
         record_release(store.home, wrapper, result.path, result.inputs, purge=purge_inputs)
         _print_release(ctx, result.record, chosen.name, result.path)
 

@@ -34,6 +34,7 @@ from flows.console import (
     today,
 )
 from flows.errors import UsageProblem
+from flows.synth_view import progress_bars
 from keys import REQUEST_DAYS, ConsentRegister, Keystore, KeyWrapper, WrapMode
 from transfer import (
     TRANSFER_LOG,
@@ -115,7 +116,10 @@ def _send(store: Keystore, release: Path, to: str, as_json: bool) -> int:
     wrapper = store.vault_wrapper(secret if store.config().wrap_mode is WrapMode.LAB_KEY else None)
     log = TransferLog(store.home / TRANSFER_LOG)
     try:
-        result = send_release(store, release, to, secret, today(), wrapper=wrapper, log=log)
+        with progress_bars(err, enabled=not as_json) as progress:
+            result = send_release(
+                store, release, to, secret, today(), wrapper=wrapper, log=log, progress=progress
+            )
     except DeliveryError as exc:
         if isinstance(exc, DestinationUnusable):
             raise  # bad input: exit 2 with one line

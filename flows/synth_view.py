@@ -1,23 +1,35 @@
-"""How `genegate synth` and the demo show progress and what they made (rich, on stderr)."""
+"""How the CLI shows progress (synth, deid, transfer, demo) and what synth made (rich, on stderr).
+
+deid.synth (and with it msprime) is imported for type checking only, so that commands which only
+want a progress bar do not pay for it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBars
 from rich.table import Table
 
-from deid.synth import CohortSummary, Progress, no_progress
+if TYPE_CHECKING:
+    from deid.synth import CohortSummary
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total), deid.synth.Progress's shape
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    """Progress that shows nothing."""
 
 
 @contextmanager
-def synth_progress(console: Console, enabled: bool) -> Iterator[Progress]:
-    """A progress callback for synthesize_cohort: one bar per stage (genotypes, reads)."""
+def progress_bars(console: Console, enabled: bool) -> Iterator[Progress]:
+    """A progress callback (stage, done, total) drawing one bar per stage on a terminal (synth: genotypes,
+    reads; deid: genomic files; transfer: files); a no-op off a terminal or when disabled."""
     if not enabled or not console.is_terminal:
-        yield no_progress
+        yield _no_progress
         return
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with ProgressBars(*columns, console=console, transient=True) as bars:

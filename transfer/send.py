@@ -80,6 +80,7 @@ __all__ = [
 
 Opener = Callable[[Recipient, str, str], Destination]
 Clock = Callable[[], dt.datetime]
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def plan_transfer(
@@ -153,8 +154,10 @@ def send_release(
     opener: Opener | None = None,
     now: Clock | None = None,
     flow_run_id: str | None = None,
+    progress: Progress | None = None,
 ) -> SendResult:
-    """Gate, encrypt, deliver, verify and log one release for one recipient (see the module doc)."""
+    """Gate, encrypt, deliver, verify and log one release for one recipient (see the module doc).
+    progress, if given, hears ("files", done, total) as each file is delivered and verified."""
     opened = _plan(store, release, recipient_id, passphrase, today, wrapper, log, opener, flow_run_id)
     plan, signer, destination = opened.plan, opened.signer, opened.destination
     delivered: list[DeliveredFile] = []
@@ -162,6 +165,8 @@ def send_release(
         try:
             for item in plan.to_send:
                 delivered.append(_deliver(plan, item, destination, opened.key))
+                if progress is not None:
+                    progress("files", len(delivered), len(plan.to_send))
         except BaseException as exc:
             _log_failure(plan, signer, log, exc)
             raise

@@ -103,7 +103,9 @@ def test_jobs_run_from_specs_equal_the_thread_pool_runner(cohort: Path, tmp_path
     pooled, specced = tmp_path / "pooled", tmp_path / "specced"
     pooled.mkdir()
     specced.mkdir()
-    expected = run_jobs([job], pooled, RULES)
+    heard: list[tuple[str, int, int]] = []
+    expected = run_jobs([job], pooled, RULES, progress=lambda *args: heard.append(args))
+    assert [("genomic files", 1, 1)] == heard
     with job_specs([job], specced, RULES) as folder:
         actual = job_totals([job], [run_job_spec(folder, 0)])
     out = "genotypes/genotypes-1.vcf.gz"

@@ -148,8 +148,10 @@ def test_a_denied_plan_sends_nothing_and_finish_logs_nothing_more(world: World, 
 
 
 def test_a_plan_after_a_complete_delivery_is_unchanged(world: World) -> None:
-    """After send_release, a new plan finds everything in place; finish logs transfer.unchanged."""
-    send_release(
+    """After send_release (which reports each delivered file to its progress callback), a new plan
+    finds everything in place; finish logs transfer.unchanged."""
+    heard: list[tuple[str, int, int]] = []
+    sent = send_release(
         world.store,
         world.release,
         "ch-zurich",
@@ -157,7 +159,10 @@ def test_a_plan_after_a_complete_delivery_is_unchanged(world: World) -> None:
         TODAY,
         wrapper=world.store.vault_wrapper(PASS),
         log=world.log,
+        progress=lambda stage, done, total: heard.append((stage, done, total)),
     )
+    n = len(sent.files)
+    assert [("files", i, n) for i in range(1, n + 1)] == heard
     planned = plan(world)
     assert (SendOutcome.UNCHANGED, ()) == (planned.outcome, planned.sending)
     result = finish_transfer(world.store, planned, [], PASS, log=world.log)
