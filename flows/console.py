@@ -110,7 +110,12 @@ def require_flow_passphrase() -> None:
 def private_prefect_storage() -> Path:
     """Prefect's local result storage, made 0700: Prefect 3.8 writes a failed run's exception
     (message and traceback) there as a 0644 file even when results are not persisted, so the
-    folder must not let other accounts in. Returns the folder."""
+    folder must not let other accounts in. Returns the folder.
+
+    Also turns off the telemetry that Prefect's temporary local server sends to Prefect (unless the
+    operator set PREFECT_SERVER_ANALYTICS_ENABLED): genegate runs in labs that allow no such
+    traffic, and the demo promises no network."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.settings import get_current_settings
 
     folder = Path(get_current_settings().results.local_storage_path).expanduser()
