@@ -1,11 +1,11 @@
 """Prefect 3 flows: `deidentify`, `assess`, `transfer` and `release_and_share` (SPEC.md 8).
 
 The flows hold no rule: each task calls one library function (deid.deidentify, deid.assess,
-transfer.send_release) and returns ids, paths, counts and digests. Flow parameters are paths and
-ids only; the keystore passphrase is read inside the tasks from $GENEGATE_PASSPHRASE and never
-passes through Prefect (flows never prompt). Every task that touches identified data or key
-material declares `cache_policy=NO_CACHE` and `persist_result=False`: a cached result would be
-pickled, world-readable, under $PREFECT_HOME.
+transfer.plan_transfer / deliver_file / finish_transfer) and returns ids, paths, counts and
+digests. Flow parameters are paths and ids only; the keystore passphrase is read in the flow's
+process from $GENEGATE_PASSPHRASE and never passes through Prefect (flows never prompt). Every
+task that touches identified data or key material declares `cache_policy=NO_CACHE` and
+`persist_result=False`: a cached result would be pickled, world-readable, under $PREFECT_HOME.
 
 De-identification is one task, `deidentify-release`, that calls `deid.deidentify` (consent filter,
 transforms, leak guard, atomic rename) with a job runner that submits each genomic file — one VCF,
@@ -14,74 +14,48 @@ task runner (threads here, or Dask workers: flows.runners) and waits for all; th
 fails the release and its work folder is removed. A job holds sample names beside their
 pseudonyms, so it never travels as a task parameter: `deid.genomic.job_specs` writes the jobs
 lab-side (private, outside the release) and a task gets the folder's path and its job's index.
-Delivery is one task per recipient (`send_release` gates, encrypts every file, uploads,
-verifies and logs), submitted together so the task runner spreads them; only delivery retries,
-and only on a delivery error that may pass (not a destination that cannot be used, not a denial:
-a denied recipient is skipped with the gate's reasons and the denial is in the transfer log).
+Delivery (flows.delivery_tasks) is a `plan-transfer` task per recipient (the gate, what to send),
+one `deliver-<i>` task per file to send, submitted together to the flow's task runner, and a
+`finish-transfer` task (the signed manifest, last); only these retry, and only on a delivery
+error that may pass (not a destination that cannot be used, not a denial: a denied recipient is
+skipped with the gate's reasons and the denial is in the transfer log).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State, TaskRun
 from prefect.futures import wait
-from prefect.runtime import flow_run
-from prefect.tasks import Task
 
 from deid import GenomicRules, Job, job_specs, job_totals, load_policy, run_job_spec
 from deid import assess as assess_release_library
 from deid import deidentify as deidentify_library
-from flows.artifacts import (
-    artifact_key,
-    publish_audit_report,
-    publish_delivery,
-    publish_gate,
-    publish_reid,
-    publish_release,
-)
+from flows.artifacts import artifact_key, publish_audit_report, publish_reid, publish_release
 from flows.cli_retention import purge_after_assessment
-from flows.console import PASSPHRASE_ENV, today
-from flows.errors import FlowsError, UsageProblem
+from flows.delivery_tasks import DeliveryFailed, keystore_passphrase, keystore_wrapper, send_all
 from flows.receipts import log_destruction_receipt
 from flows.runners import local_runner, on_caller_runner
 from flows.schedule import pending_releases
-from keys import ConsentRegister, Keystore, KeyWrapper, Passphrase, Vault, WrapMode
-from transfer import (
-    TRANSFER_LOG,
-    DeliveryError,
-    DestinationUnusable,
-    TransferLog,
-    read_deliveries,
-    record_release,
-    send_release,
-)
+from keys import ConsentRegister, Keystore, Vault
+from transfer import TRANSFER_LOG, read_deliveries, record_release
 
-DELIVERY_RETRIES = 2
-DELIVERY_RETRY_DELAYS = [5.0, 30.0]  # seconds before the first and the second retry
-
-
-class DeliveryFailed(FlowsError):
-    """A delivery task still failed after its retries; names the recipients, never file content."""
-
-
-def keystore_passphrase() -> Passphrase:
-    """$GENEGATE_PASSPHRASE: flows run unattended, so they never prompt and never take it as a parameter."""
-    value = os.environ.get(PASSPHRASE_ENV)
-    if value is None:
-        raise UsageProblem(f"no passphrase: set ${PASSPHRASE_ENV} before running a flow (flows never prompt)")
-    return Passphrase(value)
-
-
-def _wrapper(store: Keystore) -> KeyWrapper:
-    """What opens the vault and the consent register: the passphrase unless KMS wraps them."""
-    needs_passphrase = store.config().wrap_mode is WrapMode.LAB_KEY
-    return store.vault_wrapper(keystore_passphrase() if needs_passphrase else None)
+__all__ = [
+    "DeliveryFailed",
+    "assess",
+    "assess_release",
+    "deidentify",
+    "deidentify_file",
+    "deidentify_release",
+    "keystore_passphrase",
+    "partner_sync",
+    "release_and_share",
+    "run_files_as_tasks",
+    "transfer",
+]
 
 
 @task(
@@ -128,7 +102,7 @@ def deidentify_release(
     record its identified inputs for retention (sealed; purge_inputs: removed once certified)."""
     chosen = load_policy(policy)
     store = Keystore(Path(home))
-    wrapper = _wrapper(store)
+    wrapper = keystore_wrapper(store)
     vault = Vault(store.home, chosen.vault_domain, wrapper)
     revoked = ConsentRegister(store.home, wrapper).revocations()
     result = deidentify_library(
@@ -174,40 +148,6 @@ def assess_release(
         if purged is not None:
             outcome = {**outcome, "inputs_purged": purged}
     return outcome
-
-
-def _transient(_task: Task[..., Any], _run: TaskRun, state: State[Any]) -> bool:
-    """Retry a delivery that may pass on a second try; not an unusable destination, not a bug."""
-    error = state.result(raise_on_failure=False)
-    return isinstance(error, DeliveryError) and not isinstance(error, DestinationUnusable)
-
-
-@task(
-    name="send-release",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    retries=DELIVERY_RETRIES,
-    retry_delay_seconds=DELIVERY_RETRY_DELAYS,
-    retry_condition_fn=_transient,
-)
-def send_to_recipient(release: str, recipient: str, home: str) -> dict[str, Any]:
-    """Gate, encrypt, deliver, verify and log the release for one recipient (transfer.send_release)."""
-    store = Keystore(Path(home))
-    secret = keystore_passphrase()
-    wrapper = store.vault_wrapper(secret if store.config().wrap_mode is WrapMode.LAB_KEY else None)
-    run_id = flow_run.get_id()
-    result = send_release(
-        store,
-        Path(release),
-        recipient,
-        secret,
-        today(),
-        wrapper=wrapper,
-        log=TransferLog(store.home / TRANSFER_LOG),
-        flow_run_id=str(run_id) if run_id else None,
-    )
-    decision = result.decision
-    return {**result.to_json(), "reasons": list(decision.reasons), "decision": decision.to_json()}
 
 
 @flow(name="deidentify", persist_result=False, validate_parameters=True, task_runner=local_runner())
@@ -258,7 +198,7 @@ def transfer(release: str, recipients: list[str], home: str = ".genegate") -> li
     after its retries; the other recipients' deliveries and artifacts are complete by then.
     """
     release_id = Path(release).name
-    return _send_all([(release, rid) for rid in recipients], home, artifact_key("delivery", release_id))
+    return send_all([(release, rid) for rid in recipients], home, artifact_key("delivery", release_id))
 
 
 @flow(name="partner-sync", persist_result=False)
@@ -269,38 +209,7 @@ def partner_sync(recipient: str, releases: str = "releases", home: str = ".geneg
     delivered = read_deliveries(store.home / TRANSFER_LOG)
     pending = pending_releases(Path(releases), store.home, delivered, recipient)
     key = artifact_key("delivery", "sync", recipient)
-    return _send_all([(str(p), recipient) for p in pending], home, key)
-
-
-def _send_all(jobs: list[tuple[str, str]], home: str, key: str) -> list[dict[str, Any]]:
-    """One send task per (release, recipient), all submitted; publish the artifacts and the report link;
-    raise on failure (from the first task's error). Each send is SendResult.to_json with the gate's
-    reasons, not its rule evidence."""
-    futures = [send_to_recipient.submit(release, rid, home) for release, rid in jobs]
-    wait(futures)
-    sends: list[dict[str, Any]] = []
-    failed: list[str] = []
-    errors: list[BaseException] = []
-    for (release, rid), future in zip(jobs, futures, strict=True):
-        state = future.state
-        if state.is_completed():
-            send = future.result()
-            publish_gate(send)
-            sends.append(send)
-        else:
-            name = Path(release).name
-            error = state.result(raise_on_failure=False)
-            errors += [error] if isinstance(error, BaseException) else []
-            failed.append(f"{name} -> {rid} ({type(error).__name__})")
-            sends.append({"release_id": name, "recipient_id": rid, "outcome": "failed", "files": []})
-    publish_delivery(key, sends)
-    publish_audit_report(home)
-    if failed:
-        raise DeliveryFailed(
-            f"delivery failed for {', '.join(failed)} after {DELIVERY_RETRIES} retries; the transfer log "
-            "has each failure; fix the destination and rerun (files already delivered are kept)"
-        ) from (errors[0] if errors else None)
-    return [{k: v for k, v in s.items() if k != "decision"} for s in sends]
+    return send_all([(str(p), recipient) for p in pending], home, key)
 
 
 @flow(name="release-and-share", persist_result=False, task_runner=local_runner())
@@ -318,15 +227,15 @@ def release_and_share(
 ) -> dict[str, Any]:
     """De-identify, assess, then send to each recipient, skipping denied ones with their reasons.
 
-    The de-identification's per-file tasks run on this flow's task runner (`with_options`); the
-    assessment and the deliveries stay in this process. for_recipient and purge_inputs are
-    `genegate deid --for` and `--purge-inputs`.
+    The per-file tasks (de-identification, then delivery) run on this flow's task runner
+    (`with_options`); the assessment, the gate and the transfer log stay in this process.
+    for_recipient and purge_inputs are `genegate deid --for` and `--purge-inputs`.
     """
     release = on_caller_runner(deidentify)(
         manifest, policy, out, home, summary_only, for_recipient=for_recipient, purge_inputs=purge_inputs
     )
     outcome = assess(release["path"], manifest, results, home, seed)
-    sends = transfer(release["path"], recipients, home)
+    sends = on_caller_runner(transfer)(release["path"], recipients, home)
     publish_audit_report(home)  # the transfer sub-flow's report file, linked from this run too
     return {
         "release_id": release["release_id"],

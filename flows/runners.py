@@ -7,11 +7,13 @@ the run and closed after it. A runner always names its cluster by address, never
 object, so a subflow can run on a copy of its parent's runner (`on_caller_runner`) without
 starting a second cluster.
 
-What the workers run is the de-identification of one genomic file per task (flows.pipeline):
-they read the inputs, the job specs and the release's work folder at the paths the flow sees,
-so they need the lab's filesystem (shared storage), and write nothing anywhere else. Assessment
-and delivery stay in the flow's process: delivery reads the keystore passphrase from the
-environment, which workers do not have. Only flows/ imports prefect_dask (import-linter).
+What the workers run is the de-identification of one genomic file per task (flows.pipeline)
+and the delivery of one encrypted file per task (flows.delivery_tasks). They read the inputs, the
+job specs, the release and the keystore folder at the paths the flow sees, so they need the lab's
+filesystem (shared storage); a delivery also needs the destination's credentials (for S3, the
+usual AWS configuration). Neither needs a secret of the lab: assessment, the gate and the signed
+transfer log stay in the flow's process, which alone reads the keystore passphrase.
+Only flows/ imports prefect_dask (import-linter).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
-from flows import pipeline
+from flows import delivery_tasks, pipeline
 from flows.artifacts import REPORT_KEY, report_path
 from flows.cli import run
 from flows.console import flow_requested
@@ -223,8 +223,8 @@ def test_a_failed_delivery_as_a_flow_exits_1_with_the_plain_line(
     blocker = lab / "blocked"
     blocker.write_text("not a directory\n", encoding="utf-8")
     register_partner(Keystore(operator), PASS, BLOCKED, "CH", "eu-central-2", (blocker / "in").as_uri())
-    fast = pipeline.send_to_recipient.with_options(retry_delay_seconds=0)
-    monkeypatch.setattr(pipeline, "send_to_recipient", fast)
+    fast = delivery_tasks.plan_task.with_options(retry_delay_seconds=0)  # the blocked outbox fails the plan
+    monkeypatch.setattr(delivery_tasks, "plan_task", fast)
     argv = ["transfer", str(lab / "releases" / RELEASE_NAME), "--to", BLOCKED]
     seen = []
     # Prefect stores the exception of a failed flow run (its one-line message) as a result even

@@ -21,26 +21,26 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.states import Failed
 
 from deid.synth import CohortSpec, synthesize_cohort
-from flows import pipeline
+from flows import delivery_tasks
 from flows.artifacts import artifact_key, delivery_rows, gate_rows
 from flows.cli import run
 from flows.cli_run import exit_code
+from flows.console import today
+from flows.delivery_tasks import DELIVERY_RETRIES, _transient, deliver_task, finish_task, plan_task
 from flows.demo import DEMO_PASSPHRASE, _keys_stage
 from flows.pipeline import (
-    DELIVERY_RETRIES,
-    _transient,
     assess,
     assess_release,
     deidentify,
     deidentify_release,
     partner_sync,
     release_and_share,
-    send_to_recipient,
     transfer,
 )
 from flows.schedule import ENTRYPOINT, FLOW_NAME, check_cron, deployment_entry
-from keys import Keystore
-from transfer import TRANSFER_LOG, DeliveryRejected, DestinationUnusable, TransferLog
+from keys import Keystore, Passphrase
+from transfer import TRANSFER_LOG, DeliveryRejected, DestinationUnusable, TransferLog, plan_transfer
+from transfer.delivery.local import STAGING
 
 REPO = Path(__file__).resolve().parents[2]
 CH, JP, CN = "ch-zurich-genomics", "jp-tokyo-medgen", "cn-shanghai-seq"
@@ -112,6 +112,22 @@ def test_summary_release_goes_only_to_the_partners_with_every_basis(
     )
 
 
+def test_each_file_is_delivered_by_its_own_task(shared: dict[str, Any]) -> None:
+    """The transfer sub-flow plans and finishes once per recipient and runs one deliver task per file sent."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+        flow_ids = {r.flow_id for r in runs if client.read_flow(r.flow_id).name == "transfer"}
+    ours = [r for r in runs if r.flow_id in flow_ids and r.parameters.get("release") == shared["release"]]
+    tasks = _task_runs(ours[0].id)
+    sent = sum(len(s["files"]) for s in shared["sends"] if s["outcome"] == "delivered")
+    kinds = [name if not name.startswith("deliver-") else "deliver" for name, _, _ in tasks]
+    assert (1, True) == (len(ours), sent >= 4)
+    assert {"plan-transfer": 3, "deliver": sent, "finish-transfer": 3} == {
+        k: kinds.count(k) for k in set(kinds)
+    }
+    assert {(1, "COMPLETED")} == {(count, final) for _, count, final in tasks}
+
+
 def test_artifacts_cover_results_decisions_and_delivery(shared: dict[str, Any]) -> None:
     """The run publishes the release, re-identification, per-recipient gate and delivery artifacts."""
     release_id = shared["release_id"]
@@ -151,12 +167,14 @@ def test_identified_data_tasks_neither_cache_nor_persist(shared: dict[str, Any],
     """Every task declares NO_CACHE and no persisted result; only delivery retries; nothing was stored."""
     declared = [
         (t.name, type(t.cache_policy) is type(NO_CACHE), t.persist_result, t.retries)
-        for t in (deidentify_release, assess_release, send_to_recipient)
+        for t in (deidentify_release, assess_release, plan_task, deliver_task, finish_task)
     ]
     assert [
         ("deidentify-release", True, False, 0),
         ("assess-release", True, False, 0),
-        ("send-release", True, False, DELIVERY_RETRIES),
+        ("plan-transfer", True, False, DELIVERY_RETRIES),
+        ("deliver-file", True, False, DELIVERY_RETRIES),
+        ("finish-transfer", True, False, DELIVERY_RETRIES),
     ] == declared
     stored = [p for p in (prefect_home / "storage").rglob("*") if p.is_file()]
     assert ([], True) == (stored, bool(shared["release_id"]))
@@ -165,7 +183,7 @@ def test_identified_data_tasks_neither_cache_nor_persist(shared: dict[str, Any],
 def test_only_a_delivery_error_that_may_pass_is_retried() -> None:
     """A rejected upload is retried; an unusable destination or any other failure is not."""
     outcomes = [
-        _transient(send_to_recipient, None, Failed(data=exc))  # type: ignore[arg-type]
+        _transient(deliver_task, None, Failed(data=exc))  # type: ignore[arg-type]
         for exc in (
             DeliveryRejected("s3://b", "upload refused"),
             DestinationUnusable("s3://b", "no such bucket"),
@@ -292,22 +310,80 @@ def test_committed_prefect_yaml_runs_partner_sync_on_a_cron() -> None:
         )
 
 
-def test_a_failing_delivery_retries_then_fails_the_run_naming_it(
-    prefect_home: Path, lab: Path, passphrase_env: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A delivery the outbox refuses runs 1 + DELIVERY_RETRIES times; the run fails naming release and recipient."""
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The delivery tasks with their retries but no delay between them."""
+    for name in ("plan_task", "deliver_task", "finish_task"):
+        fast = getattr(delivery_tasks, name).with_options(retry_delay_seconds=0)
+        monkeypatch.setattr(delivery_tasks, name, fast)
+
+
+def _certified(lab: Path, release_id: str) -> str:
+    """A summary-only release of the lab's cohort, assessed (so certified); its path."""
     manifest, home = str(lab / "cohort" / "manifest.csv"), str(lab / "keystore")
     release = deidentify(
-        manifest, "cgipa", str(lab / "retry"), home, summary_only=True, release_id="rel-retry"
+        manifest, "cgipa", str(lab / "retry"), home, summary_only=True, release_id=release_id
     )
     assess(release["path"], manifest, str(lab / "results"), home, seed=7)
-    blocker = lab / "outbox" / CH / "rel-retry"
+    return str(release["path"])
+
+
+def _task_runs(flow_run_id: Any) -> list[tuple[str, int, str]]:
+    """(task, run count, final state type) of each task run of a flow run, sorted; the task is the
+    run's name without Prefect's suffix (`plan-transfer-3fa` -> plan-transfer; deliver-<i> as named)."""
+    with get_client(sync_client=True) as client:
+        runs = [r for r in client.read_task_runs() if r.flow_run_id == flow_run_id]
+    return sorted(
+        (
+            r.name if r.name.startswith("deliver-") else r.name.rsplit("-", 1)[0],
+            r.run_count,
+            r.state_type.value if r.state_type else "",
+        )
+        for r in runs
+    )
+
+
+def test_a_failing_file_delivery_retries_then_fails_the_run_naming_it(
+    prefect_home: Path, lab: Path, passphrase_env: None, fast_retries: None
+) -> None:
+    """Each file's deliver task runs 1 + DELIVERY_RETRIES times when the outbox refuses it; nothing is
+    published, the failure is logged once, and the run fails naming release and recipient."""
+    release = _certified(lab, "rel-retry-file")
+    store = Keystore(lab / "keystore")
+    log = TransferLog(store.home / TRANSFER_LOG)
+    plan = plan_transfer(
+        store, Path(release), CH, Passphrase(DEMO_PASSPHRASE), today(),
+        wrapper=delivery_tasks.keystore_wrapper(store), log=log,
+    )  # fmt: skip
+    outbox = lab / "outbox" / CH / "rel-retry-file"
+    staging = outbox / STAGING / str(plan.transfer_id) / "files"
+    staging.parent.mkdir(parents=True)
+    staging.write_text("not a directory\n", encoding="utf-8")  # no file can be staged
+    state = transfer(release, [CH], str(store.home), return_state=True)
+    runs = _task_runs(state.state_details.flow_run_id)
+    delivers = [(count, final) for name, count, final in runs if name.startswith("deliver-")]
+    others = [(name, count) for name, count, _ in runs if not name.startswith("deliver-")]
+    assert (True, [("plan-transfer", 1)]) == (state.is_failed(), others)
+    assert [(1 + DELIVERY_RETRIES, "FAILED")] * len(plan.sending) == delivers
+    assert f"rel-retry-file -> {CH} (DeliveryRejected)" in str(state.message)
+    entries = [
+        e["event"]
+        for e in log.entries()
+        if e.get("release_id") == "rel-retry-file" and e["event"].startswith("transfer.")
+    ]
+    assert (["transfer.failed"], False) == (entries, (outbox / "delivery-manifest.json").exists())
+
+
+def test_a_destination_that_fails_the_plan_is_retried_then_named(
+    prefect_home: Path, lab: Path, passphrase_env: None, fast_retries: None
+) -> None:
+    """An outbox path taken by a file fails plan-transfer, which runs 1 + DELIVERY_RETRIES times and
+    starts no delivery; the run fails naming release and recipient."""
+    release = _certified(lab, "rel-retry-plan")
+    blocker = lab / "outbox" / CH / "rel-retry-plan"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("not a directory\n", encoding="utf-8")  # the outbox cannot take the release
-    monkeypatch.setattr(pipeline, "send_to_recipient", send_to_recipient.with_options(retry_delay_seconds=0))
-    state = transfer(release["path"], [CH], home, return_state=True)
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
-    counts = [r.run_count for r in runs if r.flow_run_id == state.state_details.flow_run_id]
-    assert (True, [1 + DELIVERY_RETRIES]) == (state.is_failed(), counts)
-    assert f"rel-retry -> {CH} (DeliveryRejected)" in str(state.message)
+    state = transfer(release, [CH], str(lab / "keystore"), return_state=True)
+    runs = _task_runs(state.state_details.flow_run_id)
+    assert (True, [1 + DELIVERY_RETRIES]) == (state.is_failed(), [count for _, count, _ in runs])
+    assert f"rel-retry-plan -> {CH} (DeliveryRejected)" in str(state.message)
