@@ -113,7 +113,7 @@ def register_gate_commands(app: typer.Typer, law_app: typer.Typer) -> None:
 def _send(store: Keystore, release: Path, to: str, as_json: bool) -> int:
     """Run send_release; exit 0 delivered or unchanged, 3 denied, 1 a delivery failure."""
     secret = passphrase()
-    wrapper = store.vault_wrapper(secret if store.config().wrap_mode is WrapMode.LAB_KEY else None)
+    wrapper = store.vault_wrapper(secret)  # KMS, when configured, needs no passphrase
     log = TransferLog(store.home / TRANSFER_LOG)
     try:
         with progress_bars(err, enabled=not as_json) as progress:

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from flows.console import err, iso_date, out, passphrase, settings
 from flows.errors import UsageProblem
-from keys import Keystore, KeyWrapper, Passphrase, WrapMode
+from keys import Keystore, Passphrase, WrapMode
 
 if TYPE_CHECKING:
     from transfer import RetentionOutcome as Outcome
@@ -123,7 +123,13 @@ def run_retention(
         raise UsageProblem("retention apply signs a log entry per removal: it needs the keystore passphrase")
     signer = None if dry_run or secret is None else store.signing_key(secret)
     return apply_retention(
-        store, schedule, _wrapper(store, secret), now=now, releases=releases, results=results, signer=signer
+        store,
+        schedule,
+        store.vault_wrapper(secret),
+        now=now,
+        releases=releases,
+        results=results,
+        signer=signer,
     )
 
 
@@ -138,14 +144,9 @@ def purge_after_assessment(home: Path, release: Path, status: str) -> dict[str, 
         return None
     secret = passphrase()
     outcome = purge_certified(
-        store, _wrapper(store, secret), release, store.signing_key(secret), now=dt.datetime.now(dt.UTC)
+        store, store.vault_wrapper(secret), release, store.signing_key(secret), now=dt.datetime.now(dt.UTC)
     )
     return None if outcome is None else outcome.to_json()
-
-
-def _wrapper(store: Keystore, secret: Passphrase | None) -> KeyWrapper:
-    lab_key = store.config().wrap_mode is WrapMode.LAB_KEY
-    return store.vault_wrapper(secret if lab_key else None)
 
 
 def _print_report(report: RetentionReport) -> None:

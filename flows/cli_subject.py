@@ -37,7 +37,6 @@ from keys import (
     Registry,
     RequestKind,
     UnknownRecipient,
-    WrapMode,
     erase_subject,
     pending,
 )
@@ -79,7 +78,7 @@ def delete(
     when = iso_date(date, "--date") or today()
     store = Keystore(settings(ctx).home)
     secret = passphrase()
-    wrapper = store.vault_wrapper(secret if store.config().wrap_mode is WrapMode.LAB_KEY else None)
+    wrapper = store.vault_wrapper(secret)  # KMS, when configured, needs no passphrase
     samples = _manifest_samples(manifest or [], subject_id)
     location = locate_subject(store.home, wrapper, subject_id)  # before the codes are gone
     erasure = erase_subject(store.home, wrapper, subject_id, when, location.releases, samples)

@@ -27,7 +27,6 @@ from keys import (
     KeyStoreError,
     Passphrase,
     ReleaseKeys,
-    WrapMode,
     erase_subject,
     pending,
 )
@@ -53,7 +52,7 @@ RETENTION_PREVIEW_DAYS = 540  # how far ahead the demo's retention preview looks
 def at_rest_stage(out: Path, release: Path, secret: Passphrase, lines: list[str]) -> dict[str, Any]:
     """Store the release for its own key, open it, destroy the key, fail to open it again."""
     store = Keystore(out / "keystore")
-    keys = ReleaseKeys(store.home, store.vault_wrapper(_lab_secret(store, secret)))
+    keys = ReleaseKeys(store.home, store.vault_wrapper(secret))
     log, signer = TransferLog(store.home / TRANSFER_LOG), store.signing_key(secret)
     stored = store_release(release, out / "archive", keys, log=log, signer=signer)
     opened = open_release(stored.release_id, out / "archive", out / "restored", keys, log=log, signer=signer)
@@ -80,7 +79,7 @@ def at_rest_stage(out: Path, release: Path, secret: Passphrase, lines: list[str]
 def lifecycle_stage(out: Path, partner: str, secret: Passphrase, lines: list[str]) -> dict[str, Any]:
     """One deletion request, the pending list, a breach-impact query for partner, retention preview."""
     store = Keystore(out / "keystore")
-    wrapper = store.vault_wrapper(_lab_secret(store, secret))
+    wrapper = store.vault_wrapper(secret)
     log = TransferLog(store.home / TRANSFER_LOG)
     today = dt.datetime.now(dt.UTC).date()
     subject, location = _delivered_subject(out, store, wrapper, partner)
@@ -176,7 +175,3 @@ def _retention_preview(out: Path, store: Keystore, wrapper: Any, today: dt.date)
     for outcome in report.outcomes:
         due[str(outcome.item.holding)] = due.get(str(outcome.item.holding), 0) + 1
     return due
-
-
-def _lab_secret(store: Keystore, secret: Passphrase) -> Passphrase | None:
-    return secret if store.config().wrap_mode is WrapMode.LAB_KEY else None
