@@ -28,6 +28,7 @@ from flows.cli_keys import keys_app
 from flows.cli_release import register_release_commands
 from flows.cli_retention import register_retention_commands
 from flows.cli_run import register_run_commands
+from flows.cli_schedule import register_schedule_commands
 from flows.cli_subject import register_subject_commands
 from flows.console import Settings, err, out, settings
 from flows.errors import NotBuilt, UsageProblem
@@ -152,6 +153,7 @@ def _not_built(name: str, issue: int, help_text: str, group: typer.Typer = app) 
 
 register_assess_commands(app)
 register_run_commands(app)
+register_schedule_commands(app)
 register_release_commands(app)
 register_retention_commands(app)
 register_audit_commands(audit_app)

@@ -1,10 +1,10 @@
-"""`genegate run release-and-share` (the whole chain as one Prefect flow) and `genegate schedule add`.
+"""`genegate run release-and-share`: the whole chain as one Prefect flow (schedules: flows/cli_schedule.py).
 
 Runs against the Prefect API in $PREFECT_API_URL, or an ephemeral local one when it is unset
 (a few seconds to start). The passphrase comes from $GENEGATE_PASSPHRASE only: the flow's tasks
 read it there, and a flow run never prompts. Exit codes: 0 every recipient the gate allowed was
 delivered (or already held the release), 3 the gate denied every recipient, 1 a delivery failed,
-2 bad input. `schedule add` writes the recipient's partner-sync deployment into prefect.yaml.
+2 bad input.
 
 `--runner dask` runs the per-file de-identification tasks on a Dask cluster (prefect-dask): the
 scheduler at `--dask-address tcp://host:port`, or a LocalCluster of two worker processes started
@@ -28,56 +28,11 @@ EXIT_FAILURE = 1
 EXIT_DENIED = 3
 
 run_app = typer.Typer(help="Run a whole pipeline as a Prefect flow.", no_args_is_help=True)
-schedule_app = typer.Typer(
-    help="Scheduled partner transfers: partner-sync/<recipient> deployments in prefect.yaml.",
-    no_args_is_help=True,
-)
 
 
 def register_run_commands(app: typer.Typer) -> None:
-    """Add the `run` and `schedule` groups to the top-level app."""
+    """Add the `run` group to the top-level app."""
     app.add_typer(run_app, name="run")
-    app.add_typer(schedule_app, name="schedule")
-
-
-@schedule_app.command("add")
-def schedule_add(
-    ctx: typer.Context,
-    recipient: Annotated[str, typer.Argument(metavar="RECIPIENT", help="Recipient id from the registry.")],
-    cron: Annotated[str, typer.Option("--cron", help="Five cron fields, e.g. '0 2 * * 1' (Mondays 02:00).")],
-    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the schedule.")] = "UTC",
-    releases: Annotated[Path, typer.Option("--releases", help="Directory that holds releases.")] = Path(
-        "releases"
-    ),
-    file: Annotated[Path, typer.Option("--file", help="The prefect.yaml to write.")] = Path("prefect.yaml"),
-    pool: Annotated[str, typer.Option("--pool", help="Prefect work pool that runs it.")] = "genegate",
-) -> None:
-    """Write (or replace) the deployment partner-sync/RECIPIENT with a cron schedule into prefect.yaml."""
-    from flows.schedule import (
-        FLOW_NAME,
-        check_cron,
-        deployment_entry,
-        read_prefect_yaml,
-        with_deployment,
-        write_prefect_yaml,
-    )
-    from keys import Keystore
-
-    home = settings(ctx).home
-    Keystore(home).registry().get(recipient)  # an unknown recipient is bad input (exit 2)
-    entry = deployment_entry(recipient, check_cron(cron, timezone), releases.resolve(), home.resolve(), pool)
-    write_prefect_yaml(file, with_deployment(read_prefect_yaml(file), entry))
-    name = f"{FLOW_NAME}/{recipient}"
-    if settings(ctx).json:
-        out.print_json(json.dumps({"deployment": name, "file": str(file), **entry}))
-        return
-    err.print(
-        f"{name}: '{cron}' ({timezone}) written to {file}; register it with `prefect deploy --prefect-file "
-        f"{file} --name {name}` and run it with `prefect worker start --pool {pool}`",
-        markup=False,
-        soft_wrap=True,
-    )
-    out.print(name, markup=False)
 
 
 @run_app.command("release-and-share")

@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
 from flows.cli_retention import run_retention
+from flows.console import private_prefect_storage
 from flows.errors import FlowsError
 from flows.pipeline import keystore_passphrase
 from keys import Keystore
@@ -62,7 +63,9 @@ def retention_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def retention(
     home: str = ".genegate", releases: str = "releases", results: str = "results", policy: str | None = None
 ) -> dict[str, Any]:
-    """Apply the retention policy (policy: a policy file or built-in profile; default the defaults)."""
+    """Apply the retention policy (policy: a policy file or built-in profile; default the defaults).
+    Prefect's local storage is made private first: a worker starts this flow without genegate's CLI."""
+    private_prefect_storage()
     report = apply_retention_task(home, releases, results, policy)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
     create_table_artifact(

@@ -36,6 +36,7 @@ from deid import assess as assess_release_library
 from deid import deidentify as deidentify_library
 from flows.artifacts import artifact_key, publish_audit_report, publish_reid, publish_release
 from flows.cli_retention import purge_after_assessment
+from flows.console import private_prefect_storage
 from flows.delivery_tasks import DeliveryFailed, keystore_passphrase, keystore_wrapper, send_all
 from flows.receipts import log_destruction_receipt
 from flows.runners import local_runner, on_caller_runner
@@ -204,7 +205,10 @@ def transfer(release: str, recipients: list[str], home: str = ".genegate") -> li
 @flow(name="partner-sync", persist_result=False)
 def partner_sync(recipient: str, releases: str = "releases", home: str = ".genegate") -> list[dict[str, Any]]:
     """Send every certified release under releases/ that the transfer log does not show as delivered
-    to recipient (the scheduled deployment partner-sync/<recipient>); with nothing new it sends nothing."""
+    to recipient (the scheduled deployment partner-sync/<recipient>); with nothing new it sends nothing.
+    A worker or a served deployment starts it without genegate's CLI, so it makes Prefect's local
+    storage private itself (flows.console.private_prefect_storage)."""
+    private_prefect_storage()
     store = Keystore(Path(home))
     delivered = read_deliveries(store.home / TRANSFER_LOG)
     pending = pending_releases(Path(releases), store.home, delivered, recipient)

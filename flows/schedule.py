@@ -13,7 +13,7 @@ Parameters are paths and ids only: the worker reads $GENEGATE_PASSPHRASE from it
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,34 @@ def read_prefect_yaml(path: Path) -> dict[str, Any] | None:
 def write_prefect_yaml(path: Path, doc: dict[str, Any]) -> None:
     """Write doc to path through a temporary file renamed into place (a project file: mode 0644)."""
     write_atomic(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).encode("utf-8"), 0o644)
+
+
+def served_entries(doc: dict[str, Any], names: Sequence[str], file: Path) -> list[dict[str, Any]]:
+    """The deployments of doc that `genegate schedule serve` serves: those named `flow/name` (all of
+    genegate's when names is empty); UsageProblem for a name the file lacks, an entry that is not a
+    genegate flow, or no deployment at all."""
+    from flows.lifecycle import ENTRYPOINT as RETENTION
+
+    entries = [d for d in doc.get("deployments") or [] if isinstance(d, dict)]
+    ours = {f"{d.get('flow_name')}/{d.get('name')}": d for d in entries}
+    if not names:
+        chosen = [d for d in ours.values() if d.get("entrypoint") in (ENTRYPOINT, RETENTION)]
+        if not chosen:
+            raise UsageProblem(
+                f"{file}: no genegate deployment to serve; add one with `genegate schedule add`"
+            )
+        return chosen
+    missing = [n for n in names if n not in ours]
+    if missing:
+        raise UsageProblem(
+            f"{file}: no deployment {missing[0]}; name one as flow/name ({', '.join(sorted(ours)) or 'none'})"
+        )
+    foreign = [n for n in names if ours[n].get("entrypoint") not in (ENTRYPOINT, RETENTION)]
+    if foreign:
+        raise UsageProblem(
+            f"{file}: {foreign[0]} is not a genegate flow (partner-sync, retention); serve it with Prefect"
+        )
+    return [ours[n] for n in dict.fromkeys(names)]
 
 
 def pending_releases(

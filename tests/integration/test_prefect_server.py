@@ -1,9 +1,9 @@
 """A real Prefect server: the partner-sync deployment served, scheduled from its cron, triggered, delivered.
 
 `prefect server start` runs on loopback with a SQLite database and a PREFECT_HOME of its own; a
-second process serves the deployment partner-sync/<recipient> exactly as `genegate schedule add`
-wrote it into prefect.yaml (entrypoint, parameters, cron, concurrency limit), with GENEGATE_HOME
-and GENEGATE_PASSPHRASE in its environment as a worker would have them. One test triggers a run
+second process, `genegate schedule serve`, serves the deployment partner-sync/<recipient> that
+`genegate schedule add` wrote into prefect.yaml (entrypoint, parameters, cron, concurrency limit),
+with GENEGATE_PASSPHRASE in its environment as a worker would have it. One test triggers a run
 through the REST API, polls it to completion and checks the outbox, the signed transfer log and
 the run's artifacts; the other checks that the server's scheduler turns the cron into SCHEDULED
 runs ahead of time (what a cron deployment lives on; SQLAlchemy 2.1 broke it, hence the pin in
@@ -44,31 +44,6 @@ BIN = Path(sys.executable).parent
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 T = TypeVar("T")
 
-# The deployment as prefect.yaml defines it, served by this process (no work pool, no worker).
-SERVE = """
-import sys
-
-import yaml
-from prefect import serve
-from prefect.flows import load_flow_from_entrypoint
-from prefect.schedules import Cron
-
-with open(sys.argv[1], encoding="utf-8") as fh:
-    entry = next(d for d in yaml.safe_load(fh)["deployments"] if d["name"] == sys.argv[2])
-flow = load_flow_from_entrypoint(entry["entrypoint"])
-schedules = [Cron(s["cron"], timezone=s["timezone"], active=s["active"]) for s in entry["schedules"]]
-serve(
-    flow.to_deployment(
-        name=entry["name"],
-        description=entry["description"],
-        tags=entry["tags"],
-        parameters=entry["parameters"],
-        schedules=schedules,
-        concurrency_limit=entry["concurrency_limit"],
-    )
-)
-"""
-
 
 class Processes:
     """Subprocesses that each lead a process group, with their output in files for failure messages."""
@@ -77,11 +52,11 @@ class Processes:
         self.root = root
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
         log = self.root / f"{name}.log"
         with log.open("wb") as fh:
             proc = subprocess.Popen(
-                argv, env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+                argv, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.started.append((proc, log))
 
@@ -191,8 +166,8 @@ def _schedule_add(home: Path, releases: Path, cron: str, prefect_yaml: Path) -> 
 
 
 def _serve(processes: Processes, tmp_path: Path, api: str, home: Path, prefect_yaml: Path) -> Any:
-    """Once the server answers, serve partner-sync/<partner> from prefect_yaml; the deployment as the
-    API reads it."""
+    """Once the server answers, `genegate schedule serve partner-sync/<partner>` from prefect_yaml (in
+    a directory that is not the repository's); the deployment as the API reads it."""
     processes.wait_for("server health", lambda: _probe(f"{api}/health"), timeout=150)
     serve_env = {
         **_prefect_env(),
@@ -202,7 +177,8 @@ def _serve(processes: Processes, tmp_path: Path, api: str, home: Path, prefect_y
         "GENEGATE_HOME": str(home),
         "GENEGATE_PASSPHRASE": PASS.reveal(),
     }
-    processes.start("serve", [sys.executable, "-c", SERVE, str(prefect_yaml), CH], serve_env)
+    argv = [str(BIN / "genegate"), "schedule", "serve", f"partner-sync/{CH}", "--file", str(prefect_yaml)]
+    processes.start("serve", argv, serve_env, cwd=tmp_path)  # not the repository: flows load by module
     return processes.wait_for(
         "deployment", lambda: _probe(f"{api}/deployments/name/partner-sync/{CH}"), timeout=90
     )
@@ -250,6 +226,8 @@ def test_a_served_partner_sync_deployment_delivers_a_run_triggered_through_the_a
     assert expected == set(keys)
     report = report_path(store.home, run_id).resolve()
     assert (True, True) == (report.as_uri() in keys[REPORT_KEY]["data"], report.is_file())
+    storage = tmp_path / "runner-home" / "storage"  # where a failed run's exception would be written
+    assert 0o700 == storage.stat().st_mode & 0o777
 
 
 def test_the_scheduler_gives_a_served_partner_sync_deployment_runs_ahead_from_its_cron(
