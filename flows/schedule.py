@@ -1,8 +1,10 @@
 """Scheduled partner transfers: the `partner-sync/<recipient>` deployments of prefect.yaml (SPEC.md 8).
 
 A deployment runs the `partner-sync` flow (flows/pipeline.py) for one recipient on a cron schedule.
-Each run sends every certified release (assessed, passed) under the releases directory that the
-transfer log does not record as delivered to that recipient; the gate still decides each one.
+Each run sends every certified release under the releases directory (transfer.certified: passed,
+or pseudonymised with no leak-test failure) that the transfer log does not record as delivered to
+that recipient, except a release made for another partner (`deid --for`); the gate still decides
+each one.
 `genegate schedule add RECIPIENT --cron "0 2 * * 1"` writes or replaces the recipient's entry;
 `prefect deploy --prefect-file prefect.yaml --all` registers them, and a worker of the pool runs them.
 
@@ -23,7 +25,7 @@ from pydantic import ValidationError
 
 from flows.errors import UsageProblem
 from keys import write_atomic
-from transfer import AssessmentStatus, Delivery, FactsError, load_release_facts
+from transfer import Delivery, FactsError, certified, load_release_facts
 
 FLOW_NAME = "partner-sync"
 ENTRYPOINT = "flows/pipeline.py:partner_sync"
@@ -136,8 +138,10 @@ def served_entries(doc: dict[str, Any], names: Sequence[str], file: Path) -> lis
 def pending_releases(
     releases: Path, home: Path, deliveries: Iterable[Delivery] | None, recipient: str
 ) -> list[Path]:
-    """Release directories under releases/ that passed their assessment and that the transfer log does
-    not record as delivered to recipient, in name order. Unreadable or unassessed ones are left out."""
+    """Release directories under releases/ that the assessment certifies (transfer.certified: the
+    gate's own test) and that the transfer log does not record as delivered to recipient, in name
+    order; a release made for another partner (`deid --for`) is not offered. Unreadable or
+    unassessed ones are left out. The gate still decides each one."""
     if not releases.is_dir():
         return []
     delivered = {d.release_id for d in deliveries or () if d.recipient_id == recipient}
@@ -147,6 +151,7 @@ def pending_releases(
             facts = load_release_facts(path, home)
         except FactsError:
             continue  # not a release the gate could pass; `genegate transfer --dry-run` says why
-        if facts.assessment is AssessmentStatus.PASSED and facts.release_id not in delivered:
+        meant = facts.for_recipient in (None, recipient)
+        if meant and certified(facts) and facts.release_id not in delivered:
             pending.append(path)
     return pending

@@ -102,6 +102,7 @@ class ReleaseFacts:
     vault_domain: str
     subjects: tuple[SubjectFacts, ...]
     blocking_failed: tuple[str, ...] = ()  # test ids of a failed assessment (release.json)
+    for_recipient: str | None = None  # `deid --for`: the partner the release was made for
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,11 @@ def parse_release_facts(doc: Any, ledger: Ledger, source: str) -> ReleaseFacts:
         raise ReleaseUnreadable(source, '"release_sha256" must be a lowercase hex SHA-256')
     if not isinstance(doc.get("summary_only", False), bool):
         raise ReleaseUnreadable(source, '"summary_only" must be true or false')
+    for_recipient = doc.get("for_recipient")
+    if for_recipient is not None and not isinstance(for_recipient, str):
+        raise ReleaseUnreadable(
+            source, '"for_recipient" must be a recipient id (as `genegate deid --for` wrote it)'
+        )
     if ledger.release_id != release_id or ledger.release_sha256 != digest:
         raise LedgerUnreadable(
             source,
@@ -185,6 +191,7 @@ def parse_release_facts(doc: Any, ledger: Ledger, source: str) -> ReleaseFacts:
         genomic=ledger.genomic,
         vault_domain=ledger.vault_domain,
         subjects=ledger.subjects,
+        for_recipient=for_recipient,
     )
 
 

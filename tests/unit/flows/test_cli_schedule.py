@@ -7,6 +7,7 @@ deployment is registered and, for `add --serve`, before prefect.yaml changes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,10 @@ import yaml  # type: ignore[import-untyped]
 
 from flows.cli import run
 from flows.errors import UsageProblem
-from flows.schedule import served_entries
+from flows.schedule import pending_releases, served_entries
 from keys import Keystore, Passphrase
-from tests.support.releases import register_partner
+from tests.support.releases import RELEASE_NAME, assessed_summary_release, register_partner
+from transfer import Delivery
 
 PASS = Passphrase("correct horse battery")
 CH = "ch-zurich"
@@ -110,3 +112,20 @@ def test_served_entries_are_genegate_flows_only(tmp_path: Path) -> None:
 
 def _names(entries: list[dict[str, str]]) -> list[str]:
     return [f"{e['flow_name']}/{e['name']}" for e in entries]
+
+
+def test_partner_sync_offers_certified_releases_not_made_for_another_partner(tmp_path: Path) -> None:
+    """A certified release is pending for a partner until the log shows it delivered there; one made
+    for another partner (`deid --for`, recorded in release.json) is never offered to this one."""
+    store = assessed_summary_release(tmp_path, PASS)
+    release = tmp_path / "releases" / RELEASE_NAME
+    doc = json.loads((release / "release.json").read_text(encoding="utf-8"))
+    seen = []
+    for made_for in (None, "jp-tokyo", CH):
+        if made_for is not None:
+            doc["for_recipient"] = made_for
+            (release / "release.json").write_text(json.dumps(doc), encoding="utf-8")
+        seen.append(pending_releases(tmp_path / "releases", store.home, [], CH))
+    delivered = [Delivery(doc["release_id"], CH, None)]
+    seen.append(pending_releases(tmp_path / "releases", store.home, delivered, CH))
+    assert [[release], [], [release], []] == seen

@@ -91,6 +91,7 @@ def test_release_and_ledger_load_into_one_value(tmp_path: Path) -> None:
         (release_doc(release_sha256="1f" * 32), ledger_doc(), LedgerUnreadable, "does not match"),
         (release_doc(**{"class": "anonymous"}), ledger_doc(), ReleaseUnreadable, '"class"'),
         (release_doc(data_use="GRU"), ledger_doc(), ReleaseUnreadable, '"data_use"'),
+        (release_doc(for_recipient=["ch"]), ledger_doc(), ReleaseUnreadable, '"for_recipient"'),
         (release_doc(release_id="../x"), ledger_doc(), ReleaseUnreadable, '"release_id"'),
         (release_doc(), ledger_doc(format=2), LedgerUnreadable, "not a genegate ledger"),
         (release_doc(), ledger_doc(subjects=[{"subject": "GGS0123456789AB"}]), LedgerUnreadable,
