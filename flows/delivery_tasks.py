@@ -29,6 +29,7 @@ failed (release, recipient), raised from the first error. A re-run reuses the fi
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,12 +51,14 @@ from transfer import (
     DeliveredFile,
     DeliveryError,
     DestinationUnusable,
+    TransferBusy,
     TransferLog,
     TransferPlan,
     deliver_file,
     fail_transfer,
     finish_transfer,
     plan_transfer,
+    sending,
 )
 
 T = TypeVar("T")
@@ -150,20 +153,23 @@ def finish_task(plan: TransferPlan, delivered: list[DeliveredFile]) -> dict[str,
 def send_all(jobs: Sequence[tuple[str, str]], home: str, key: str) -> list[dict[str, Any]]:
     """Send each (release, recipient) of jobs (see the module doc); publish each gate decision, the
     delivery summary under artifact key and the report link; raise DeliveryFailed at the end if a
-    recipient failed. Returns the sends in job order, without the decisions."""
-    planned = [_planned(release, rid, home) for release, rid in jobs]
-    deliveries = [
-        [deliver_task.submit(plan, i) for i in range(len(plan.sending))]
-        if isinstance(plan, TransferPlan)
-        else []
-        for plan in planned
-    ]
-    wait([future for futures in deliveries for future in futures])
+    recipient failed. Returns the sends in job order, without the decisions. Each (release,
+    recipient) is held from its plan to its finish (transfer.sending): one that another process is
+    sending now fails with TransferBusy and is not planned."""
+    with contextlib.ExitStack() as held:
+        planned = [_planned(held, release, rid, home) for release, rid in jobs]
+        deliveries = [
+            [deliver_task.submit(plan, i) for i in range(len(plan.sending))]
+            if isinstance(plan, TransferPlan)
+            else []
+            for plan in planned
+        ]
+        wait([future for futures in deliveries for future in futures])
+        outcomes = [_finish(plan, futures) for plan, futures in zip(planned, deliveries, strict=True)]
     sends: list[dict[str, Any]] = []
     failed: list[str] = []
     errors: list[BaseException] = []
-    for (release, rid), plan, futures in zip(jobs, planned, deliveries, strict=True):
-        send = _finish(plan, futures)
+    for (release, rid), send in zip(jobs, outcomes, strict=True):
         if isinstance(send, BaseException):
             name = Path(release).name
             errors.append(send)
@@ -199,8 +205,15 @@ def _finish(
     return error
 
 
-def _planned(release: str, recipient: str, home: str) -> TransferPlan | BaseException:
-    """Run plan-transfer here, in the flow's process; its plan, or the error that failed it."""
+def _planned(
+    held: contextlib.ExitStack, release: str, recipient: str, home: str
+) -> TransferPlan | BaseException:
+    """Take the send lock of (release, recipient) into held, then run plan-transfer here, in the
+    flow's process; its plan, or the error that failed it (TransferBusy without a plan)."""
+    try:
+        held.enter_context(sending(Path(home), Path(release), recipient))
+    except TransferBusy as exc:
+        return exc
     state = plan_task(release, recipient, home, return_state=True)
     return _settled(state)
 

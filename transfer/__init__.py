@@ -44,6 +44,7 @@ from transfer.errors import (
     RegionMismatch,
     ReleaseUnreadable,
     TornLogError,
+    TransferBusy,
     TransferError,
     TransferLogError,
     TransferLogUnreadable,
@@ -67,6 +68,7 @@ from transfer.facts import (
 )
 from transfer.gate import certified, decide_transfer
 from transfer.impact import BreachImpact, ImpactFilter, assess_impact, render_impact
+from transfer.inflight import sending
 from transfer.law.tables import Adequacy, LawTables, Regime, load_breach_table, load_law_tables
 from transfer.log import LogVerification, TransferLog, mirror_entry
 from transfer.log_event import LogEvent
@@ -146,6 +148,7 @@ __all__ = [
     "StoredRelease",
     "SubjectFacts",
     "TornLogError",
+    "TransferBusy",
     "TransferError",
     "TransferLog",
     "TransferLogError",
@@ -187,6 +190,7 @@ __all__ = [
     "render_report",
     "select_entries",
     "send_release",
+    "sending",
     "store_release",
     "subject_codes",
     "subject_impact",

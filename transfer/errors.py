@@ -139,3 +139,7 @@ class DeliveryRejected(DeliveryError):
 
 class DeliveryMismatch(DeliveryError):
     """A delivered object's size or SHA-256 differs from what was sent."""
+
+
+class TransferBusy(DeliveryError):
+    """Another genegate process is sending the same release to the same recipient; nothing was done."""

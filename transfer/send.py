@@ -21,6 +21,11 @@
   last (the completion marker: a recipient takes as delivered exactly what it lists) and logs
   "transfer.delivered", or "transfer.unchanged" when the plan found everything in place.
 
+`send_release` holds the (release, recipient) send lock (transfer.inflight.sending) from the gate
+to the manifest: planning aborts unfinished uploads and withdraws the manifest, so a second
+concurrent sender would undo the first; it fails at once with TransferBusy instead. A flow that
+runs the steps apart holds the same lock in its own process (flows.delivery_tasks).
+
 The transfer id (delivery/release.py) is derived from the release content and the recipient key,
 so a re-run of an interrupted transfer finds its receipts. An error is logged as "transfer.failed"
 (the message names the file and the fix, never content; `fail_transfer` for flows that run the
@@ -61,6 +66,7 @@ from transfer.delivery.plan import (
 )
 from transfer.envelope import Writable, encrypt_to
 from transfer.errors import DeliveryError, DeliveryMismatch, ReleaseUnreadable
+from transfer.inflight import sending
 
 __all__ = [
     "RELEASE_JSON",
@@ -157,7 +163,27 @@ def send_release(
     progress: Progress | None = None,
 ) -> SendResult:
     """Gate, encrypt, deliver, verify and log one release for one recipient (see the module doc).
-    progress, if given, hears ("files", done, total) as each file is delivered and verified."""
+    progress, if given, hears ("files", done, total) as each file is delivered and verified.
+    TransferBusy, before anything is done, while another process sends it to the recipient."""
+    with sending(store.home, release, recipient_id):
+        return _send(
+            store, release, recipient_id, passphrase, today, wrapper, log, opener, now, flow_run_id, progress
+        )
+
+
+def _send(
+    store: Keystore,
+    release: Path,
+    recipient_id: str,
+    passphrase: Passphrase,
+    today: dt.date,
+    wrapper: KeyWrapper,
+    log: EventLog,
+    opener: Opener | None,
+    now: Clock | None,
+    flow_run_id: str | None,
+    progress: Progress | None,
+) -> SendResult:
     opened = _plan(store, release, recipient_id, passphrase, today, wrapper, log, opener, flow_run_id)
     plan, signer, destination = opened.plan, opened.signer, opened.destination
     delivered: list[DeliveredFile] = []

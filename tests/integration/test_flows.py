@@ -39,7 +39,7 @@ from flows.pipeline import (
 )
 from flows.schedule import ENTRYPOINT, FLOW_NAME, check_cron, deployment_entry
 from keys import Keystore, Passphrase
-from transfer import TRANSFER_LOG, DeliveryRejected, DestinationUnusable, TransferLog, plan_transfer
+from transfer import TRANSFER_LOG, DeliveryRejected, DestinationUnusable, TransferLog, plan_transfer, sending
 from transfer.delivery.local import STAGING
 
 REPO = Path(__file__).resolve().parents[2]
@@ -387,3 +387,18 @@ def test_a_destination_that_fails_the_plan_is_retried_then_named(
     runs = _task_runs(state.state_details.flow_run_id)
     assert (True, [1 + DELIVERY_RETRIES]) == (state.is_failed(), [count for _, count, _ in runs])
     assert f"rel-retry-plan -> {CH} (DeliveryRejected)" in str(state.message)
+
+
+def test_a_transfer_another_process_is_sending_fails_without_planning(
+    prefect_home: Path, lab: Path, passphrase_env: None
+) -> None:
+    """While the (release, recipient) send lock is held elsewhere, the transfer flow plans nothing for
+    that pair, logs nothing, and fails naming it (TransferBusy); the lock's holder is undisturbed."""
+    release = _certified(lab, "rel-busy")
+    store = Keystore(lab / "keystore")
+    before = len(list(TransferLog(store.home / TRANSFER_LOG).entries()))
+    with sending(store.home, Path(release), CH):
+        state = transfer(release, [CH], str(store.home), return_state=True)
+    after = len(list(TransferLog(store.home / TRANSFER_LOG).entries()))
+    assert (True, [], before) == (state.is_failed(), _task_runs(state.state_details.flow_run_id), after)
+    assert f"rel-busy -> {CH} (TransferBusy)" in str(state.message)
