@@ -166,37 +166,19 @@ def send_release(
     progress, if given, hears ("files", done, total) as each file is delivered and verified.
     TransferBusy, before anything is done, while another process sends it to the recipient."""
     with sending(store.home, release, recipient_id):
-        return _send(
-            store, release, recipient_id, passphrase, today, wrapper, log, opener, now, flow_run_id, progress
-        )
-
-
-def _send(
-    store: Keystore,
-    release: Path,
-    recipient_id: str,
-    passphrase: Passphrase,
-    today: dt.date,
-    wrapper: KeyWrapper,
-    log: EventLog,
-    opener: Opener | None,
-    now: Clock | None,
-    flow_run_id: str | None,
-    progress: Progress | None,
-) -> SendResult:
-    opened = _plan(store, release, recipient_id, passphrase, today, wrapper, log, opener, flow_run_id)
-    plan, signer, destination = opened.plan, opened.signer, opened.destination
-    delivered: list[DeliveredFile] = []
-    if destination is not None and opened.key is not None:
-        try:
-            for item in plan.to_send:
-                delivered.append(_deliver(plan, item, destination, opened.key))
-                if progress is not None:
-                    progress("files", len(delivered), len(plan.to_send))
-        except BaseException as exc:
-            _log_failure(plan, signer, log, exc)
-            raise
-    return _finish(plan, delivered, destination, signer, log, now)
+        opened = _plan(store, release, recipient_id, passphrase, today, wrapper, log, opener, flow_run_id)
+        plan, signer, destination = opened.plan, opened.signer, opened.destination
+        delivered: list[DeliveredFile] = []
+        if destination is not None and opened.key is not None:
+            try:
+                for item in plan.to_send:
+                    delivered.append(_deliver(plan, item, destination, opened.key))
+                    if progress is not None:
+                        progress("files", len(delivered), len(plan.to_send))
+            except BaseException as exc:
+                _log_failure(plan, signer, log, exc)
+                raise
+        return _finish(plan, delivered, destination, signer, log, now)
 
 
 # --- the steps, with the signing key unlocked once -------------------------------------------
