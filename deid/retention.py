@@ -37,7 +37,7 @@ Defaults, and why:
   (each removal is an entry). Its entries hold no identity (an allow-list of fields), so keeping
   them keeps no personal data.
 
-Where the days count from is found by the inventory (transfer/retention.py); this module only
+Where the days count from is found by the inventory (transfer/inventory.py); this module only
 says when a class of data falls due and what a `genegate deid` run read (input_paths).
 """
 

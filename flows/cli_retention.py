@@ -13,7 +13,7 @@ writes nothing, not even a log entry; --as-of previews a later date and needs --
 removal always goes by the clock.
 
 Also here, for `genegate assess` (and the assess flow), the call that ties it to retention:
-purge_after_assessment (`genegate deid` records its inputs with transfer.retention.record_release).
+purge_after_assessment (`genegate deid` records its inputs with transfer.inventory.record_release).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from transfer.check import check_transfer
 from transfer.decision import Decision, RuleId, RuleOutcome
 from transfer.delivery import DeliveredFile, S3Settings
 from transfer.envelope import (
-    SEGMENT_SIZE,
     EnvelopeDigest,
     decrypt_file,
     decrypt_stream,
@@ -69,6 +68,7 @@ from transfer.facts import (
 from transfer.gate import certified, decide_transfer
 from transfer.impact import BreachImpact, ImpactFilter, assess_impact, render_impact
 from transfer.inflight import sending
+from transfer.inventory import INVENTORY_FILE, record_release
 from transfer.law.tables import Adequacy, LawTables, Regime, load_breach_table, load_law_tables
 from transfer.log import LogVerification, TransferLog, mirror_entry
 from transfer.log_event import LogEvent
@@ -82,14 +82,9 @@ from transfer.log_report import (
     total_bytes,
     write_parquet,
 )
-from transfer.retention import (
-    INVENTORY_FILE,
-    RetentionReport,
-    apply_retention,
-    purge_certified,
-    record_release,
-)
 from transfer.retention import Outcome as RetentionOutcome
+from transfer.retention import RetentionReport, apply_retention, purge_certified
+from transfer.segments import SEGMENT_SIZE
 from transfer.send import (
     SendOutcome,
     SendResult,

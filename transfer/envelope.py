@@ -1,12 +1,10 @@
 """Crypt4GH v1 files: encrypt once for many readers, decrypt, and re-key by rewriting only the header.
 
-The body is a run of segments, each `nonce[12] | ChaCha20-IETF-Poly1305(<= 64 KiB) | MAC[16]` under
-one random data key; the header (transfer/header.py) seals that key for every reader. Output
-decrypts with the reference `crypt4gh` tool and its output decrypts here.
-
-Streaming keeps memory flat: a few preallocated 1 MiB buffer pairs, `encrypt_into`/`decrypt_into`
-without intermediate copies, and the SHA-256 of plaintext and ciphertext computed in the same pass
-on a helper thread (hashlib releases the GIL, so hashing overlaps encryption on a second core).
+The header (transfer/header.py) seals one random data key for every reader; the body is a run of
+segments under that key (transfer/segments.py, which also keeps memory flat while streaming: a few
+preallocated 1 MiB buffer pairs, and the SHA-256 of plaintext and ciphertext computed in the same
+pass on a helper thread). Output decrypts with the reference `crypt4gh` tool and its output
+decrypts here.
 
 Decisions a reviewer should know:
 - Edit lists (written by `crypt4gh rearrange`, htsget servers) are honoured on decryption: every
@@ -31,13 +29,10 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, BinaryIO, Protocol
+from typing import BinaryIO
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from keys import DataKey, PublicKey, SecretKey
@@ -46,29 +41,29 @@ from transfer.header import (
     MAX_HEADER_BYTES,
     NONCE_SIZE,
     PREAMBLE_SIZE,
-    EditList,
-    OpenedHeader,
     data_key_packet,
     open_header,
     parse_packet_length,
     parse_preamble,
     seal_header,
 )
+from transfer.segments import (
+    CHUNK_SEGMENTS,
+    CIPHER_DIFF,
+    CIPHER_SEGMENT_SIZE,
+    SEGMENT_SIZE,
+    Digests,
+    EditCursor,
+    Ring,
+    Writable,
+    open_segment,
+    payload_shape,
+    read_exact,
+    read_into,
+    write_all,
+)
 
-SEGMENT_SIZE = 65536
-CIPHER_DIFF = NONCE_SIZE + 16  # nonce and MAC around each segment
-CIPHER_SEGMENT_SIZE = SEGMENT_SIZE + CIPHER_DIFF
-CHUNK_SEGMENTS = 16  # segments per read/write: 1 MiB of plaintext
 PLAINTEXT_MODE, CIPHERTEXT_MODE = 0o600, 0o644
-
-
-class Writable(Protocol):
-    """Where encrypt_stream writes: a file, or a stream such as an S3 upload (any `write` that
-    accepts a memoryview and returns how many bytes it took)."""
-
-    def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        """Take some or all of `data`; the number of bytes taken."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +96,14 @@ def encrypt_stream(
     data_key = DataKey.generate()
     header = seal_header([data_key_packet(data_key)], readers, writer or SecretKey.generate(), os.urandom)
     aead = ChaCha20Poly1305(data_key.reveal())
-    ring = _Ring(CHUNK_SEGMENTS * SEGMENT_SIZE, CHUNK_SEGMENTS * CIPHER_SEGMENT_SIZE)
+    ring = Ring(CHUNK_SEGMENTS * SEGMENT_SIZE, CHUNK_SEGMENTS * CIPHER_SEGMENT_SIZE)
     plain_bytes = cipher_bytes = segments = 0
-    with _Digests() as digests:
+    with Digests() as digests:
         digests.submit((), memoryview(header))
-        _write_all(dst, memoryview(header))
+        write_all(dst, memoryview(header))
         while True:
             plain, cipher = ring.take()
-            size = _read_into(src, plain)
+            size = read_into(src, plain)
             if size == 0:
                 break
             nonces = os.urandom(NONCE_SIZE * CHUNK_SEGMENTS)
@@ -122,7 +117,7 @@ def encrypt_stream(
                 out += CIPHER_DIFF + end - start
                 segments += 1
             ring.hold(digests.submit((plain[:size],), cipher[:out]))
-            _write_all(dst, cipher[:out])
+            write_all(dst, cipher[:out])
             plain_bytes, cipher_bytes = plain_bytes + size, cipher_bytes + out
             if size < len(plain):
                 break
@@ -147,14 +142,14 @@ def decrypt_stream(
     header, packets = _read_header(src, path)
     opened = open_header(packets, keys, path)
     aeads = [ChaCha20Poly1305(key.reveal()) for key in opened.data_keys]
-    cursor = _EditCursor(opened.edit_list) if opened.edit_list else None
-    ring = _Ring(CHUNK_SEGMENTS * SEGMENT_SIZE, CHUNK_SEGMENTS * CIPHER_SEGMENT_SIZE)
+    cursor = EditCursor(opened.edit_list) if opened.edit_list else None
+    ring = Ring(CHUNK_SEGMENTS * SEGMENT_SIZE, CHUNK_SEGMENTS * CIPHER_SEGMENT_SIZE)
     plain_bytes = cipher_bytes = segments = 0
-    with _Digests() as digests:
+    with Digests() as digests:
         digests.submit((), memoryview(header))
         while True:
             plain, cipher = ring.take()
-            size = _read_into(src, cipher)
+            size = read_into(src, cipher)
             if size == 0:
                 break
             out = 0
@@ -165,12 +160,12 @@ def decrypt_stream(
                     raise IntegrityError(
                         path, f"segment {segments} is cut short ({end - start} bytes); the file is truncated"
                     )
-                _open_segment(aeads, cipher[start:end], plain[out : out + length], segments, path)
+                open_segment(aeads, cipher[start:end], plain[out : out + length], segments, path)
                 out, segments = out + length, segments + 1
             kept = [plain[:out]] if cursor is None else [plain[a:b] for a, b in cursor.take(out)]
             ring.hold(digests.submit(kept, cipher[:size]))
             for piece in kept:
-                _write_all(dst, piece)
+                write_all(dst, piece)
             plain_bytes += sum(len(piece) for piece in kept)
             cipher_bytes += size
             if size < len(cipher):
@@ -230,14 +225,14 @@ def reencrypt_file(
         old_header, packets = _read_header(fin, path)
         opened = open_header(packets, keys, path)
         payload = os.fstat(fin.fileno()).st_size - len(old_header)
-        segments, plain_bytes = _payload_shape(payload, opened, path)
+        segments, plain_bytes = payload_shape(payload, opened, path)
         plain_packets = [data_key_packet(key) for key in opened.data_keys]
         if opened.edit_list is not None:
             plain_packets.append(opened.edit_list.packet())
         readers = _distinct(recipients, path)
         header = seal_header(plain_packets, readers, writer or SecretKey.generate(), os.urandom)
         with _atomic_output(dst, CIPHERTEXT_MODE) as fout:
-            _write_all(fout, memoryview(header))
+            write_all(fout, memoryview(header))
             digest = _copy_payload(
                 fin, fout, len(old_header), payload, header if hash_payload else None, path
             )
@@ -250,180 +245,26 @@ def header_recipients_count(src: Path) -> int:
         return len(_read_header(fin, str(src))[1])
 
 
-# --- streaming parts -----------------------------------------------------------------------
+# --- header and recipients -----------------------------------------------------------------
 
 
 def _read_header(src: BinaryIO, path: str) -> tuple[bytes, list[bytes]]:
     """The raw header bytes and its packets (without length fields), leaving `src` at the payload."""
-    preamble = _read_exact(src, PREAMBLE_SIZE)
+    preamble = read_exact(src, PREAMBLE_SIZE)
     count = parse_preamble(preamble, path)
     raw, packets, total = [preamble], [], PREAMBLE_SIZE
     for index in range(count):
-        prefix = _read_exact(src, 4)
+        prefix = read_exact(src, 4)
         size = parse_packet_length(prefix, index, path)
         total += 4 + size
         if total > MAX_HEADER_BYTES:
             raise NotCrypt4GH(path, f"the header is larger than {MAX_HEADER_BYTES} bytes; it is damaged")
-        packet = _read_exact(src, size)
+        packet = read_exact(src, size)
         if len(packet) < size:
             raise NotCrypt4GH(path, f"the file ends inside header packet {index}; it is truncated")
         raw += [prefix, packet]
         packets.append(packet)
     return b"".join(raw), packets
-
-
-def _open_segment(
-    aeads: list[ChaCha20Poly1305], segment: memoryview, out: memoryview, index: int, path: str
-) -> None:
-    """Authenticate and decrypt one segment with whichever data key sealed it."""
-    nonce, sealed = segment[:NONCE_SIZE], segment[NONCE_SIZE:]
-    for position, aead in enumerate(aeads):
-        try:
-            aead.decrypt_into(nonce, sealed, None, out)
-        except InvalidTag:
-            continue
-        if position:  # several data keys: try the one that worked first next time
-            aeads.insert(0, aeads.pop(position))
-        return
-    raise IntegrityError(
-        path,
-        f"segment {index} (plaintext bytes from {index * SEGMENT_SIZE}) failed authentication: "
-        "the file was altered or damaged; fetch it again from the sender",
-    )
-
-
-class _EditCursor:
-    """Walks an edit list along the decrypted plaintext, chunk by chunk."""
-
-    __slots__ = ("_pos", "_ranges")
-
-    def __init__(self, edits: EditList) -> None:
-        self._ranges = [(a, b) for a, b in edits.kept_ranges() if b is None or b > a]
-        self._pos = 0
-
-    def take(self, size: int) -> list[tuple[int, int]]:
-        """The [start, end) slices of the next `size` plaintext bytes that the edit list keeps."""
-        low, high = self._pos, self._pos + size
-        slices = []
-        while self._ranges and self._ranges[0][0] < high:
-            start, end = self._ranges[0]
-            stop = high if end is None else min(end, high)
-            slices.append((max(start, low) - low, stop - low))
-            if end is None or end > high:
-                break
-            self._ranges.pop(0)
-        self._pos = high
-        return slices
-
-    def finish(self, path: str) -> None:
-        """Refuse an edit list that keeps bytes the payload does not have."""
-        ends = [end for _, end in self._ranges if end is not None]
-        if ends:
-            raise IntegrityError(
-                path,
-                f"the edit list keeps bytes up to {ends[-1]} but the payload ends at {self._pos}; "
-                "the file is truncated",
-            )
-
-
-def _payload_shape(payload: int, opened: OpenedHeader, path: str) -> tuple[int, int]:
-    """Segment count and plaintext size (after the edit list) of a payload of this many bytes."""
-    segments = -(-payload // CIPHER_SEGMENT_SIZE)
-    tail = payload % CIPHER_SEGMENT_SIZE
-    if 0 < tail <= CIPHER_DIFF:
-        raise IntegrityError(
-            path, f"segment {segments - 1} is cut short ({tail} bytes); the file is truncated"
-        )
-    plain = payload - segments * CIPHER_DIFF
-    return segments, plain if opened.edit_list is None else opened.edit_list.kept_bytes(plain)
-
-
-class _Ring:
-    """A few preallocated (plaintext, ciphertext) buffer pairs, reused once their hashing is done."""
-
-    __slots__ = ("_index", "_pending", "_slots")
-
-    def __init__(self, plain_size: int, cipher_size: int, count: int = 3) -> None:
-        self._slots = [
-            (memoryview(bytearray(plain_size)), memoryview(bytearray(cipher_size))) for _ in range(count)
-        ]
-        self._pending: list[Future[None] | None] = [None] * count
-        self._index = -1
-
-    def take(self) -> tuple[memoryview, memoryview]:
-        """The next buffer pair, once the helper thread has finished with it."""
-        self._index = (self._index + 1) % len(self._slots)
-        pending = self._pending[self._index]
-        if pending is not None:
-            pending.result()
-        return self._slots[self._index]
-
-    def hold(self, future: Future[None]) -> None:
-        """Keep the pair last taken until `future` is done."""
-        self._pending[self._index] = future
-
-
-class _Digests:
-    """SHA-256 of the plaintext and of the ciphertext, computed in order on one helper thread."""
-
-    __slots__ = ("_cipher", "_plain", "_pool")
-
-    def __init__(self) -> None:
-        self._plain, self._cipher = hashlib.sha256(), hashlib.sha256()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crypt4gh-sha256")
-
-    def submit(self, plain: Sequence[memoryview], cipher: memoryview) -> Future[None]:
-        """Hash these views; the caller must not change them until the future is done."""
-        return self._pool.submit(self._update, plain, cipher)
-
-    def _update(self, plain: Sequence[memoryview], cipher: memoryview) -> None:
-        for piece in plain:
-            self._plain.update(piece)
-        self._cipher.update(cipher)
-
-    def plain_hex(self) -> str:
-        return self._plain.hexdigest()
-
-    def cipher_hex(self) -> str:
-        return self._cipher.hexdigest()
-
-    def __enter__(self) -> _Digests:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._pool.shutdown(wait=True)
-
-
-def _read_into(src: IO[bytes], view: memoryview) -> int:
-    """Fill `view` from `src` unless the stream ends first; the number of bytes read."""
-    readinto = getattr(src, "readinto", None)
-    total = 0
-    while total < len(view):
-        if readinto is not None:
-            count = readinto(view[total:]) or 0
-        else:
-            data = src.read(len(view) - total)
-            count = len(data)
-            view[total : total + count] = data
-        if count == 0:
-            break
-        total += count
-    return total
-
-
-def _read_exact(src: IO[bytes], size: int) -> bytes:
-    """Up to `size` bytes: fewer only at the end of the stream."""
-    buffer = memoryview(bytearray(size))
-    return bytes(buffer[: _read_into(src, buffer)])
-
-
-def _write_all(dst: Writable, view: memoryview) -> None:
-    """Write all of `view`, also to raw streams that accept part of it."""
-    while view:
-        written = dst.write(view)
-        view = view[written:]
 
 
 def _distinct(recipients: Sequence[PublicKey], path: str) -> list[PublicKey]:
@@ -486,12 +327,12 @@ def _copy_payload(
     fin.seek(offset + done)
     buffer = memoryview(bytearray(CHUNK_SEGMENTS * CIPHER_SEGMENT_SIZE))
     while done < count:
-        size = _read_into(fin, buffer[: min(len(buffer), count - done)])
+        size = read_into(fin, buffer[: min(len(buffer), count - done)])
         if size == 0:
             break
         if digest is not None:
             digest.update(buffer[:size])
-        _write_all(fout, buffer[:size])
+        write_all(fout, buffer[:size])
         done += size
     if done != count:
         raise IntegrityError(

@@ -64,9 +64,10 @@ from transfer.delivery.plan import (
     release_files,
     transfer_key,
 )
-from transfer.envelope import Writable, encrypt_to
+from transfer.envelope import encrypt_to
 from transfer.errors import DeliveryError, DeliveryMismatch, ReleaseUnreadable
 from transfer.inflight import sending
+from transfer.segments import Writable
 
 __all__ = [
     "RELEASE_JSON",

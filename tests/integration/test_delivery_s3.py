@@ -43,8 +43,8 @@ from transfer.delivery import (
     open_destination,
     read_manifest,
 )
-from transfer.envelope import Writable
 from transfer.facts import TRANSFER_LOG
+from transfer.segments import Writable
 from transfer.send import Opener
 
 PASS = Passphrase("correct horse battery")

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from keys import SigningKey, VerifyKey
-from transfer.envelope import Writable
 from transfer.errors import DeliveryMismatch
+from transfer.segments import Writable
 
 MANIFEST_FORMAT = 1
 MANIFEST_KIND = "genegate.delivery-manifest"

@@ -34,8 +34,8 @@ from typing import Any, Protocol
 from keys import Recipient, SigningKey
 from transfer.decision import Decision
 from transfer.delivery.manifest import DeliveredFile, DeliveryManifest, ObjectInfo, ReleaseFile
-from transfer.envelope import CIPHER_DIFF, SEGMENT_SIZE
 from transfer.errors import DeliveryError, DeliveryMismatch, ReleaseUnreadable, TransferError
+from transfer.segments import CIPHER_DIFF, SEGMENT_SIZE
 
 RELEASE_JSON = "release.json"
 HEADER_ALLOWANCE = 4096  # bytes of Crypt4GH header allowed for in a size estimate (one reader: 124)

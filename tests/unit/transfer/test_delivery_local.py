@@ -37,7 +37,7 @@ from transfer.delivery import (
     plan_delivery,
     read_manifest,
 )
-from transfer.envelope import Writable
+from transfer.segments import Writable
 from transfer.send import Opener
 
 PASS = Passphrase("correct horse battery")

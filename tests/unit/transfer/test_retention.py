@@ -23,16 +23,10 @@ from deid.retention import RetentionPolicy
 from deid.synth import CohortSpec, synthesize_cohort
 from keys import Keystore, Passphrase, Vault
 from transfer.facts import TRANSFER_LOG
+from transfer.holdings import staging_items
+from transfer.inventory import INVENTORY_FILE, Inventory, RetentionFailed, record_release
 from transfer.log import TransferLog
-from transfer.retention import (
-    INVENTORY_FILE,
-    Inventory,
-    RetentionFailed,
-    apply_retention,
-    purge_certified,
-    record_release,
-    staging_items,
-)
+from transfer.retention import apply_retention, purge_certified
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 SECRET = Passphrase("correct horse battery staple")
